@@ -1,0 +1,47 @@
+# zkpy developer entry points. `make run` and `make test` work on a fresh clone: they create the
+# virtualenv and install what they need, including the reference ZooKeeper from Debian.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REFERENCE_STAMP := /usr/share/java/zookeeper.jar
+DEBIAN_PACKAGES := zookeeper zookeeper-bin libcurator-client-java libcurator-framework-java \
+	libcurator-recipes-java libcurator-discovery-java
+SEEDS ?= 200
+
+.PHONY: run test unit compat bench sim reference venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The reference ZooKeeper 3.8, its Java client and Curator, from Debian's packages.
+reference: $(REFERENCE_STAMP)
+$(REFERENCE_STAMP):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES)
+
+run: $(STAMP)
+	$(PY) -m zkpy --standalone-defaults --data-dir ./data --client-port-address 127.0.0.1 --client-port 2181
+
+test: $(STAMP) reference
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+compat: $(STAMP) reference
+	$(PY) -m pytest -q -p no:cacheprovider tests/compat --compat-report=compat-report.txt
+
+sim: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/sim --seeds=$(SEEDS)
+
+bench: $(STAMP) reference
+	$(PY) -m zkpy.bench.run_all
+
+clean:
+	rm -rf $(VENV) build *.egg-info

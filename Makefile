@@ -26,7 +26,7 @@ $(REFERENCE_STAMP):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES)
 
 run: $(STAMP)
-	$(PY) -m zkpy --standalone-defaults --data-dir ./data --client-port-address 127.0.0.1 --client-port 2181
+	$(PY) -m zkpy
 
 test: $(STAMP) reference
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -1,0 +1,187 @@
+"""Normalisation of server responses, so two servers' answers can be compared.
+
+Two servers that behave the same still differ in what the protocol leaves to them: session ids
+and passwords, absolute zxids (the reference spends one on every failed write), wall-clock
+ctime/mtime, and the order of getChildren/getEphemerals lists (a hash set's order). The
+``Normalizer`` removes exactly that:
+
+* zxids become labels ``z1, z2, ...`` in order of first appearance (0 stays 0), so equal zxids
+  stay equal and distinct ones stay distinct;
+* session ids become ``s0, s1, ...`` by registration (``ephemeralOwner`` included);
+* ctime/mtime are dropped (``check_times`` checks their plausibility separately);
+* child and ephemeral lists are sorted.
+
+Everything a client can rely on is kept: error codes, data, paths, versions, cversion,
+aversion, numChildren, dataLength, per-op multi results and event (type, state, path).
+
+``stat_problems`` checks the relations a single Stat must satisfy on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from jute import records as r
+from jute.constants import Err, EventType, OpCode
+from jute.opcodes import MultiResult
+
+STAT_ZXID_FIELDS = ("czxid", "mzxid", "pzxid")
+
+
+def err_name(code: int) -> str:
+    try:
+        return Err(code).name
+    except ValueError:
+        return f"ERR{code}"
+
+
+def event_name(event_type: int) -> str:
+    try:
+        return EventType(event_type).name
+    except ValueError:
+        return f"EVENT{event_type}"
+
+
+class Normalizer:
+    """Stateful normaliser for one server: keeps its zxid and session labels."""
+
+    def __init__(self) -> None:
+        self.zxid_labels: dict[int, str] = {0: "0", -1: "-1"}
+        self.session_labels: dict[int, str] = {0: "0"}
+
+    # --- labels --------------------------------------------------------------------------------
+
+    def zxid(self, value: int) -> str:
+        label = self.zxid_labels.get(value)
+        if label is None:
+            label = f"z{len(self.zxid_labels) - 1}"
+            self.zxid_labels[value] = label
+        return label
+
+    def register_session(self, session_id: int, label: str | None = None) -> str:
+        if session_id not in self.session_labels:
+            self.session_labels[session_id] = label or f"s{len(self.session_labels) - 1}"
+        return self.session_labels[session_id]
+
+    def session(self, session_id: int) -> str:
+        return self.session_labels.get(session_id, f"unknown-session:{session_id:#x}")
+
+    # --- records -------------------------------------------------------------------------------
+
+    def stat(self, stat: r.Stat | None) -> dict | None:
+        if stat is None:
+            return None
+        return {
+            "czxid": self.zxid(stat.czxid),
+            "mzxid": self.zxid(stat.mzxid),
+            "pzxid": self.zxid(stat.pzxid),
+            "version": stat.version,
+            "cversion": stat.cversion,
+            "aversion": stat.aversion,
+            "ephemeralOwner": self.session(stat.ephemeral_owner),
+            "dataLength": stat.data_length,
+            "numChildren": stat.num_children,
+        }
+
+    def value(self, value: Any) -> Any:
+        """Normalise any decoded response value (records, lists, multi results)."""
+        if value is None or isinstance(value, (int, str, bytes, bool, float)):
+            return value
+        if isinstance(value, r.Stat):
+            return self.stat(value)
+        if isinstance(value, MultiResult):
+            kind = "error" if value.type == OpCode.error else _op_name(value.type)
+            out = {"type": kind, "err": err_name(value.err)}
+            if value.type != OpCode.error and value.response is not None:
+                out["response"] = self.value(value.response)
+            return out
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            out = {}
+            for name in value._fields:
+                field = getattr(value, name)
+                if name in ("children", "ephemerals") and field is not None:
+                    out[name] = sorted(field)
+                elif name == "client_info" and field is not None:
+                    out[name] = sorted((info.auth_scheme, info.user) for info in field)
+                else:
+                    out[name] = self.value(field)
+            return out
+        if isinstance(value, tuple):
+            return tuple(self.value(item) for item in value)
+        return repr(value)
+
+    def reply(self, reply: Any) -> Any:
+        """A Reply from the raw client (or "closed"/"timeout") as a comparable value."""
+        if isinstance(reply, str):
+            return reply
+        out = {"err": err_name(reply.err)}
+        if reply.response is not None:
+            out["response"] = self.value(reply.response)
+        return out
+
+    @staticmethod
+    def event(event) -> tuple:
+        return (event_name(event.type), event.state, event.path)
+
+    def events(self, events: Iterable, ordered: bool = True) -> list:
+        items = [self.event(e) for e in events]
+        return items if ordered else sorted(items)
+
+
+def _op_name(op: int) -> str:
+    try:
+        return OpCode(op).name
+    except ValueError:
+        return f"op{op}"
+
+
+# --- relations --------------------------------------------------------------------------------
+
+def stat_problems(stat: r.Stat) -> list[str]:
+    """Relations any Stat must satisfy on its own."""
+    problems = []
+    if stat.mzxid < stat.czxid:
+        problems.append(f"mzxid {stat.mzxid} < czxid {stat.czxid}")
+    if stat.pzxid < stat.czxid:
+        problems.append(f"pzxid {stat.pzxid} < czxid {stat.czxid}")
+    if stat.version < 0 or stat.aversion < 0:
+        problems.append("negative version or aversion")
+    if stat.num_children < 0 or stat.data_length < 0:
+        problems.append("negative numChildren or dataLength")
+    if stat.version == 0 and stat.mzxid != stat.czxid and stat.czxid != 0:
+        problems.append("version 0 but mzxid != czxid")
+    if stat.mtime < stat.ctime:
+        problems.append(f"mtime {stat.mtime} < ctime {stat.ctime}")
+    if stat.ephemeral_owner != 0 and stat.num_children != 0:
+        problems.append("ephemeral node with children")
+    return problems
+
+
+def check_times(stat: r.Stat, not_before_ms: int, slack_ms: int = 60_000) -> None:
+    """ctime/mtime are wall-clock milliseconds around now (not seconds, not nanoseconds)."""
+    now_ms = int(time.time() * 1000)
+    for name in ("ctime", "mtime"):
+        value = getattr(stat, name)
+        assert not_before_ms - slack_ms <= value <= now_ms + slack_ms, (
+            f"{name}={value} is not wall-clock ms near [{not_before_ms}, {now_ms}]")
+    assert stat.mtime >= stat.ctime
+
+
+def first_difference(a: list, b: list) -> int | None:
+    """Index of the first differing element (or the shorter length), None if equal."""
+    for index, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return index
+    if len(a) != len(b):
+        return min(len(a), len(b))
+    return None
+
+
+def sequence_number(name: str) -> int:
+    """The 10-digit suffix of a sequential node name."""
+    suffix = name[-10:]
+    assert len(suffix) == 10 and suffix.isdigit(), f"{name!r} has no 10-digit suffix"
+    return int(suffix)

@@ -1,0 +1,62 @@
+"""The ``zkpy`` command.
+
+``zkpy [-Dname=value ...] [zoo.cfg]`` runs a server, as ZooKeeper's QuorumPeerMain does; with no
+zoo.cfg it serves 127.0.0.1:2181 with data under ./data. ``JVMFLAGS`` and ``SERVER_JVMFLAGS``
+are read for -D settings as zkServer.sh reads them. Other commands: ``zkpy bench ...`` (load
+generator), ``zkpy bench-codec``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import structlog
+
+from zkpy import logging as zk_logging
+
+
+def _split_properties(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    properties: dict[str, str] = {}
+    ignored: list[str] = []
+    rest: list[str] = []
+    env_flags = shlex.split(os.environ.get("JVMFLAGS", "")) + shlex.split(os.environ.get("SERVER_JVMFLAGS", ""))
+    for arg in env_flags + argv:
+        if arg.startswith("-D") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            properties[name] = value
+        elif arg.startswith(("-X", "-XX")) or arg in ("-server", "-client"):
+            ignored.append(arg)
+        else:
+            rest.append(arg)
+    return properties, ignored, [a for a in rest if a not in env_flags or a in argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from zkpy.bench import loadgen
+        return loadgen.main(argv[1:]) or 0
+    if argv and argv[0] == "bench-codec":
+        from zkpy.bench import codec
+        return codec.main(argv[1:]) or 0
+    json_lines = "--log-json" in argv
+    argv = [a for a in argv if a != "--log-json"]
+    zk_logging.configure(json_lines=json_lines)
+    log = structlog.get_logger("zkpy.cli")
+    properties, ignored, rest = _split_properties(argv)
+    for flag in ignored:
+        log.info("JVM flag ignored", flag=flag)
+    if len(rest) > 1:
+        log.error("usage: zkpy [-Dname=value ...] [zoo.cfg]", arguments=rest)
+        return 2
+
+    from zkpy.config import ConfigError, load
+    from zkpy.runtime.server import run
+    try:
+        config = load(rest[0] if rest else None, properties)
+    except ConfigError as error:
+        log.error("invalid configuration", error=str(error))
+        return 2
+    return run(config)

@@ -1,0 +1,513 @@
+"""The server core: sessions, request pipeline and replies, with no I/O.
+
+Pipeline, the same in every mode: prep (validate, ACL, versions -> txn) -> order -> durable
+log -> apply to the tree -> reply and fire watches. In standalone mode ordering is a quorum of
+one: the txns the core hands out with ``take_log_batch`` are committed once the runtime reports
+them durable through ``log_durable``.
+
+Duties of the caller (the runtime), in this order for every loop turn:
+1. feed events in (``handle_connect``, ``handle_request``, ``connection_closed``, ``tick``);
+2. write ``take_log_batch()`` to the log and sync it (one sync for the whole batch);
+3. call ``log_durable(batch, now_ms)`` so the txns are applied and answered;
+4. send ``outbox`` bytes and close ``to_close`` connections, then clear both.
+
+Ordering duties of the core: txns are applied in zxid order; a session's replies leave in its
+request order (a read waits behind the session's outstanding writes); watch notifications
+caused by a txn are queued before that txn's reply.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+import structlog
+
+from jute import Err, KeeperState, OpCode, Xid
+from jute import records as r
+from jute.errors import JuteDecodeError
+from jute.opcodes import MultiResult, REQUEST_RECORDS, decode_multi_request, encode_multi_response
+
+from zkpy.pipeline.prep import Prep, PrepSettings, WRITE_OPS
+from zkpy.pipeline.reads import READ_HANDLERS
+from zkpy.pipeline.request import KeeperError, Request
+from zkpy.sessions.tracker import SessionTracker, session_password
+from zkpy.tree import acl as acls
+from zkpy.tree.datatree import DataTree, TxnResult
+from zkpy.tree.ephemeral import ttl_of
+from zkpy.tree.watches import WatchManager
+
+log = structlog.get_logger("zkpy.core")
+
+_REPLY_HEADER = struct.Struct(">iqi")
+_LENGTH = struct.Struct(">i")
+_SYNC_CONNECTED = int(KeeperState.SyncConnected)
+_CLOSE_SESSION = int(OpCode.closeSession)
+_SYNC = int(OpCode.sync)
+
+
+def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
+    payload_length = 16 + len(body)
+    return _LENGTH.pack(payload_length) + _REPLY_HEADER.pack(xid, zxid, err) + body
+
+
+class CoreSettings:
+    __slots__ = ("tick_ms", "min_session_timeout_ms", "max_session_timeout_ms", "server_id",
+                 "prep", "session_secret", "super_digest")
+
+    def __init__(self, tick_ms=2000, min_session_timeout_ms=None, max_session_timeout_ms=None,
+                 server_id=0, extended_types_enabled=False, session_secret=b"zkpy",
+                 super_digest=None) -> None:
+        self.tick_ms = tick_ms
+        self.min_session_timeout_ms = min_session_timeout_ms or 2 * tick_ms
+        self.max_session_timeout_ms = max_session_timeout_ms or 20 * tick_ms
+        self.server_id = server_id
+        self.prep = PrepSettings(extended_types_enabled=extended_types_enabled,
+                                 super_digest=super_digest)
+        self.session_secret = session_secret
+        self.super_digest = super_digest
+
+
+class Connection:
+    """The core's view of one client connection."""
+
+    __slots__ = ("connection_id", "client_ip", "session_id", "auth_info", "closing",
+                 "packets_received", "packets_sent", "last_zxid", "established_ms")
+
+    def __init__(self, connection_id: int, client_ip: str, now_ms: int) -> None:
+        self.connection_id = connection_id
+        self.client_ip = client_ip
+        self.session_id = 0
+        self.auth_info: tuple = (r.Id("ip", client_ip),)
+        self.closing = False
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.last_zxid = -1
+        self.established_ms = now_ms
+
+
+class Stats:
+    __slots__ = ("packets_received", "packets_sent", "latency_min_ms", "latency_max_ms",
+                 "latency_total_ms", "latency_count")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.latency_min_ms = 0
+        self.latency_max_ms = 0
+        self.latency_total_ms = 0
+        self.latency_count = 0
+
+    def record_latency(self, latency_ms: int) -> None:
+        if self.latency_count == 0 or latency_ms < self.latency_min_ms:
+            self.latency_min_ms = latency_ms
+        if latency_ms > self.latency_max_ms:
+            self.latency_max_ms = latency_ms
+        self.latency_total_ms += latency_ms
+        self.latency_count += 1
+
+
+class ServerCore:
+    """Sessions, connections and the pipeline of one standalone server (see module doc)."""
+
+    def __init__(self, settings: CoreSettings, now_ms: int, tree: DataTree | None = None) -> None:
+        self.settings = settings
+        self.tree = tree or DataTree()
+        self.watches = WatchManager()
+        self.sessions = SessionTracker(settings.tick_ms, settings.server_id, now_ms)
+        self.prep = Prep(self.tree, settings.prep)
+        self.connections: dict[int, Connection] = {}
+        self.session_connection: dict[int, int] = {}
+        self.pending: dict[int, deque[Request]] = {}
+        self._by_zxid: dict[int, Request] = {}
+        self._log_batch: list[tuple[r.TxnHeader, object]] = []
+        self._waiting_syncs: set[int] = set()
+        self._reaping: set[str] = set()
+        self.outbox: list[tuple[int, bytes]] = []
+        self.to_close: list[int] = []
+        self.stats = Stats()
+        self.now_ms = now_ms
+
+    # -- connections --------------------------------------------------------------------------
+
+    def connection_opened(self, connection_id: int, client_ip: str, now_ms: int) -> None:
+        self.connections[connection_id] = Connection(connection_id, client_ip, now_ms)
+
+    def connection_closed(self, connection_id: int, now_ms: int) -> None:
+        """The socket is gone; the session lives on until it expires or another connection
+        takes it over. Watches belong to the connection, as in ZooKeeper."""
+        conn = self.connections.pop(connection_id, None)
+        if conn is None or not conn.session_id:
+            return
+        if self.session_connection.get(conn.session_id) == connection_id:
+            del self.session_connection[conn.session_id]
+            self.watches.remove_session(conn.session_id)
+
+    def _send(self, connection_id: int, data: bytes) -> None:
+        self.outbox.append((connection_id, data))
+        self.stats.packets_sent += 1
+
+    def _close(self, connection_id: int) -> None:
+        conn = self.connections.get(connection_id)
+        if conn is not None and not conn.closing:
+            conn.closing = True
+            self.to_close.append(connection_id)
+
+    # -- handshake ----------------------------------------------------------------------------
+
+    def handle_connect(self, connection_id: int, request: r.ConnectRequest, now_ms: int) -> None:
+        conn = self.connections[connection_id]
+        self.stats.packets_received += 1
+        self.now_ms = now_ms
+        if request.last_zxid_seen > self.tree.last_zxid:
+            log.warning("refusing session: client has seen a newer zxid",
+                        connection=connection_id, client=conn.client_ip,
+                        client_zxid=hex(request.last_zxid_seen), our_zxid=hex(self.tree.last_zxid))
+            self._close(connection_id)
+            return
+        timeout_ms = min(max(request.timeout_ms, self.settings.min_session_timeout_ms),
+                         self.settings.max_session_timeout_ms)
+        if request.session_id == 0:
+            self._create_session(conn, timeout_ms, now_ms)
+        else:
+            self._reopen_session(conn, request, now_ms)
+
+    def _create_session(self, conn: Connection, timeout_ms: int, now_ms: int) -> None:
+        session_id = self.sessions.next_session_id()
+        self.sessions.add(session_id, timeout_ms, now_ms)
+        conn.session_id = session_id
+        self.session_connection[session_id] = conn.connection_id
+        request = Request(session_id, 0, OpCode.createSession, timeout_ms, conn.auth_info,
+                          conn.connection_id)
+        log.info("creating session", session=hex(session_id & 0xFFFFFFFFFFFFFFFF),
+                 client=conn.client_ip, timeout_ms=timeout_ms)
+        self._submit_write(request, now_ms)
+
+    def _reopen_session(self, conn: Connection, request: r.ConnectRequest, now_ms: int) -> None:
+        session_id = request.session_id
+        session = self.sessions.get(session_id)
+        expected = session_password(session_id, self.settings.session_secret)
+        if session is None or session.closing or request.passwd != expected:
+            log.info("session expired or invalid on reconnect",
+                     session=hex(session_id & 0xFFFFFFFFFFFFFFFF), client=conn.client_ip)
+            self._send(conn.connection_id, self._connect_response(0, 0, bytes(16)))
+            self._close(conn.connection_id)
+            return
+        previous = self.session_connection.get(session_id)
+        if previous is not None and previous != conn.connection_id:
+            self.watches.remove_session(session_id)
+            self._close(previous)
+            old = self.connections.get(previous)
+            if old is not None:
+                old.session_id = 0
+        conn.session_id = session_id
+        self.session_connection[session_id] = conn.connection_id
+        self.sessions.touch(session_id, now_ms)
+        log.info("session reconnected", session=hex(session_id & 0xFFFFFFFFFFFFFFFF),
+                 client=conn.client_ip)
+        self._send(conn.connection_id,
+                   self._connect_response(session_id, session.timeout_ms, expected))
+
+    def _connect_response(self, session_id: int, timeout_ms: int, passwd: bytes) -> bytes:
+        body = r.ConnectResponse.encode(r.ConnectResponse(0, timeout_ms, session_id, passwd, False))
+        return _LENGTH.pack(len(body)) + body
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def handle_auth(self, connection_id: int, packet: r.AuthPacket) -> None:
+        conn = self.connections[connection_id]
+        self.stats.packets_received += 1
+        if packet.scheme != "digest" or packet.auth is None:
+            log.warning("authentication failed: unsupported scheme", connection=connection_id,
+                        session=hex(conn.session_id & 0xFFFFFFFFFFFFFFFF), scheme=packet.scheme)
+            self._send(connection_id, reply_frame(Xid.AUTH, 0, Err.AUTHFAILED))
+            self._close(connection_id)
+            return
+        credentials = packet.auth.decode("utf-8", errors="replace")
+        digest = acls.digest_of(credentials)
+        ids = [r.Id("digest", digest)]
+        if self.settings.super_digest and digest == self.settings.super_digest:
+            ids.append(r.Id("super", ""))
+        conn.auth_info = conn.auth_info + tuple(i for i in ids if i not in conn.auth_info)
+        self._send(connection_id, reply_frame(Xid.AUTH, 0, 0))
+
+    def handle_request(self, connection_id: int, xid: int, op_type: int, payload: bytes,
+                       now_ms: int) -> None:
+        """One framed request (header already split off) from an established connection."""
+        conn = self.connections[connection_id]
+        self.stats.packets_received += 1
+        self.now_ms = now_ms
+        session_id = conn.session_id
+        if not self.sessions.touch(session_id, now_ms):
+            # The session expired while the connection stayed open: ZooKeeper drops it.
+            self._close(connection_id)
+            return
+        if op_type == OpCode.auth:
+            try:
+                self.handle_auth(connection_id, r.AuthPacket.decode(payload))
+                self.stats.packets_received -= 1
+            except JuteDecodeError:
+                self._close(connection_id)
+            return
+        try:
+            body = self._decode_body(op_type, payload)
+        except KeyError:
+            log.info("unknown opcode", session=hex(session_id & 0xFFFFFFFFFFFFFFFF), opcode=op_type)
+            self._reply_now(conn, xid, Err.UNIMPLEMENTED)
+            return
+        except JuteDecodeError as error:
+            log.warning("malformed request", session=hex(session_id & 0xFFFFFFFFFFFFFFFF),
+                        opcode=op_type, error=str(error))
+            self._reply_now(conn, xid, Err.MARSHALLINGERROR)
+            return
+        request = Request(session_id, xid, op_type, body, conn.auth_info, connection_id, now_ms)
+        if op_type in WRITE_OPS:
+            if op_type == _CLOSE_SESSION:
+                self.sessions.set_closing(session_id)
+            self._submit_write(request, now_ms)
+        else:
+            request.hdr = None
+            if op_type == _SYNC:
+                request.result = self.prep.next_zxid - 1
+            queue = self.pending.get(session_id)
+            if queue:
+                queue.append(request)
+                if op_type == _SYNC:
+                    self._waiting_syncs.add(session_id)
+            elif op_type == _SYNC and request.result > self.tree.last_zxid:
+                self.pending[session_id] = deque((request,))
+                self._waiting_syncs.add(session_id)
+            else:
+                self._answer_read(request, now_ms)
+
+    _NO_BODY_OPS = frozenset((OpCode.ping, OpCode.closeSession, OpCode.whoAmI))
+
+    def _decode_body(self, op_type: int, payload: bytes):
+        if op_type in self._NO_BODY_OPS:
+            return None
+        if op_type == OpCode.multi or op_type == OpCode.multiRead:
+            return decode_multi_request(payload, 8)
+        record = REQUEST_RECORDS[op_type]
+        body, _ = record.decode_from(payload, 8)
+        return body
+
+    def _reply_now(self, conn: Connection, xid: int, err: int) -> None:
+        """Errors found before the pipeline (bad opcode, bad body) still keep session order."""
+        request = Request(conn.session_id, xid, -999, None, conn.auth_info, conn.connection_id)
+        request.err = int(err)
+        queue = self.pending.get(conn.session_id)
+        if queue:
+            queue.append(request)
+        else:
+            self._send(conn.connection_id, reply_frame(xid, self.tree.last_zxid, int(err)))
+
+    def _submit_write(self, request: Request, now_ms: int) -> None:
+        hdr, txn = self.prep.prepare(request, now_ms)
+        request.hdr = hdr
+        request.txn = txn
+        if not request.received_ms:
+            request.received_ms = now_ms
+        self._by_zxid[hdr.zxid] = request
+        self._log_batch.append((hdr, txn))
+        queue = self.pending.get(request.session_id)
+        if queue is None:
+            queue = self.pending[request.session_id] = deque()
+        queue.append(request)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _answer_read(self, request: Request, now_ms: int) -> None:
+        connection_id = self.session_connection.get(request.session_id)
+        if request.type == -999:
+            if connection_id is not None:
+                self._send(connection_id, reply_frame(request.xid, self.tree.last_zxid, request.err))
+            return
+        handler = READ_HANDLERS[request.type]
+        try:
+            body = handler(self.tree, self.watches, request)
+            err = 0
+        except KeeperError as error:
+            body, err = b"", error.code
+        if connection_id is None:
+            return
+        xid = request.xid
+        if request.type == OpCode.ping:
+            xid = Xid.PING
+        self._send(connection_id, reply_frame(xid, self.tree.last_zxid, err, body))
+        if request.type in (OpCode.setWatches, OpCode.setWatches2) and request.result:
+            self._notify(request.result)
+        if request.type != OpCode.ping:
+            self.stats.record_latency(max(0, now_ms - request.received_ms))
+
+    # -- durability and apply -----------------------------------------------------------------
+
+    def take_log_batch(self) -> list[tuple[r.TxnHeader, object]]:
+        batch, self._log_batch = self._log_batch, []
+        return batch
+
+    def log_durable(self, batch, now_ms: int) -> None:
+        """The txns of ``batch`` are synced: apply them in order and answer their requests."""
+        self.now_ms = now_ms
+        for hdr, txn in batch:
+            result = self.tree.apply(hdr, txn)
+            self.prep.applied(hdr.zxid)
+            self._after_apply(hdr, result, now_ms)
+        if self._waiting_syncs:
+            self._release_syncs(now_ms)
+
+    def _after_apply(self, hdr: r.TxnHeader, result: TxnResult, now_ms: int) -> None:
+        if result.changes:
+            self._notify(self.watches.trigger(result.changes))
+        if hdr.type == OpCode.closeSession:
+            self._session_closed(hdr.client_id)
+        elif hdr.type == OpCode.deleteContainer or (hdr.type == OpCode.error and hdr.client_id == 0):
+            self._reaping.discard(result.path)
+        request = self._by_zxid.pop(hdr.zxid, None)
+        if request is None:
+            return
+        queue = self.pending.get(request.session_id)
+        if queue and queue[0] is request:
+            queue.popleft()
+        self._reply_write(request, hdr, result, now_ms)
+        if queue:
+            self._drain(request.session_id, queue, now_ms)
+        elif queue is not None:
+            del self.pending[request.session_id]
+
+    def _drain(self, session_id: int, queue: deque, now_ms: int) -> None:
+        """Answer the reads now at the head of a session's queue, up to its next write."""
+        while queue:
+            head = queue[0]
+            if head.hdr is not None:
+                return
+            if head.type == _SYNC and head.result > self.tree.last_zxid:
+                self._waiting_syncs.add(session_id)
+                return
+            queue.popleft()
+            self._answer_read(head, now_ms)
+        self.pending.pop(session_id, None)
+
+    def _release_syncs(self, now_ms: int) -> None:
+        for session_id in list(self._waiting_syncs):
+            self._waiting_syncs.discard(session_id)
+            queue = self.pending.get(session_id)
+            if queue:
+                self._drain(session_id, queue, now_ms)
+
+    def _reply_write(self, request: Request, hdr: r.TxnHeader, result: TxnResult, now_ms: int) -> None:
+        connection_id = self.session_connection.get(request.session_id)
+        if request.type == OpCode.createSession:
+            if connection_id is not None:
+                passwd = session_password(request.session_id, self.settings.session_secret)
+                self._send(connection_id, self._connect_response(request.session_id, request.body, passwd))
+            return
+        if connection_id is None:
+            return
+        self.stats.record_latency(max(0, now_ms - request.received_ms))
+        err = result.err
+        body = b"" if err else _write_body(request.type, result)
+        self._send(connection_id, reply_frame(request.xid, hdr.zxid, err, body))
+        if request.type == OpCode.closeSession:
+            self._close(connection_id)
+
+    def _session_closed(self, session_id: int) -> None:
+        self.sessions.remove(session_id)
+        self.watches.remove_session(session_id)
+        connection_id = self.session_connection.get(session_id)
+        request_is_client_close = any(
+            q.type == OpCode.closeSession for q in self.pending.get(session_id, ()))
+        if connection_id is not None and not request_is_client_close:
+            # Expired: the client learns it when the connection drops and it reconnects.
+            self._close(connection_id)
+            del self.session_connection[session_id]
+        log.info("session closed", session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
+
+    def _notify(self, notifications) -> None:
+        for session_id, event_type, path in notifications:
+            connection_id = self.session_connection.get(session_id)
+            if connection_id is None:
+                continue
+            event = r.WatcherEvent.encode((event_type, _SYNC_CONNECTED, path))
+            self._send(connection_id, reply_frame(Xid.NOTIFICATION, -1, 0, event))
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        """Expire sessions whose deadline passed (each becomes a closeSession txn)."""
+        self.now_ms = now_ms
+        for session_id in self.sessions.expire(now_ms):
+            log.info("session expired", session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
+            self._submit_write(Request(session_id, 0, OpCode.closeSession, None), now_ms)
+
+    def reap_containers(self, now_ms: int) -> None:
+        """Delete empty containers that once had children, and expired empty TTL nodes."""
+        nodes = self.tree.nodes
+        candidates = []
+        for path in self.tree.containers:
+            node = nodes[path]
+            if node.cversion > 0 and not node.children:
+                candidates.append(path)
+        for path in self.tree.ttls:
+            node = nodes[path]
+            if not node.children and now_ms - node.mtime > ttl_of(node.ephemeral_owner):
+                candidates.append(path)
+        for path in sorted(candidates):
+            if path in self._reaping:
+                continue
+            self._reaping.add(path)
+            self._submit_write(Request(0, 0, OpCode.deleteContainer, r.DeleteRequest(path, -1)), now_ms)
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def replay(self, hdr: r.TxnHeader, txn, now_ms: int) -> None:
+        """Apply a txn read back from the log at start-up, restoring sessions too."""
+        self.tree.apply(hdr, txn)
+        if hdr.type == OpCode.createSession:
+            self.sessions.add(hdr.client_id, txn.timeout_ms, now_ms)
+        elif hdr.type == OpCode.closeSession:
+            self.sessions.remove(hdr.client_id)
+        self.prep.next_zxid = max(self.prep.next_zxid, hdr.zxid + 1)
+
+    def restored(self, now_ms: int) -> None:
+        """After replay: sessions get a full timeout from now to reconnect."""
+        self.prep.next_zxid = max(self.prep.next_zxid, self.tree.last_zxid + 1)
+        for session_id, session in list(self.sessions.sessions.items()):
+            self.sessions.add(session_id, session.timeout_ms, now_ms)
+        for session_id in list(self.tree.ephemerals):
+            if session_id not in self.sessions.sessions:
+                # Owner's session is gone (its close was never logged): treat as expired now.
+                self.sessions.add(session_id, self.settings.min_session_timeout_ms, now_ms)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def outstanding_requests(self) -> int:
+        return sum(len(q) for q in self.pending.values())
+
+
+def _write_body(op_type: int, result: TxnResult) -> bytes:
+    if op_type == OpCode.create:
+        return r.CreateResponse.encode((result.path,))
+    if op_type in (OpCode.create2, OpCode.createContainer, OpCode.createTTL):
+        return r.Create2Response.encode((result.path, result.stat))
+    if op_type == OpCode.setData:
+        return r.SetDataResponse.encode((result.stat,))
+    if op_type == OpCode.setACL:
+        return r.SetACLResponse.encode((result.stat,))
+    if op_type == OpCode.multi:
+        return encode_multi_response([_multi_result(sub) for sub in result.sub_results])
+    return b""
+
+
+def _multi_result(sub: TxnResult) -> MultiResult:
+    if sub.type == OpCode.error:
+        return MultiResult(OpCode.error, sub.err, r.ErrorResponse(sub.err))
+    if sub.type == OpCode.create:
+        return MultiResult(OpCode.create, 0, r.CreateResponse(sub.path))
+    if sub.type == OpCode.create2:
+        return MultiResult(OpCode.create2, 0, r.Create2Response(sub.path, sub.stat))
+    if sub.type == OpCode.setData:
+        return MultiResult(OpCode.setData, 0, r.SetDataResponse(sub.stat))
+    return MultiResult(sub.type, 0, None)

@@ -1,0 +1,348 @@
+"""Request preparation: validate a write, check ACLs and versions, and settle it as a txn.
+
+Prep runs before the write is ordered, so it must see the tree as it will be once every
+earlier, still-outstanding txn is applied. It keeps a ``ChangeRecord`` per path touched by an
+outstanding txn (ZooKeeper's outstandingChanges); lookups read those first and the tree second.
+Everything the txn needs to apply deterministically (zxid, time, new versions, the parent's new
+cversion, the ephemeral owner, the session's ephemerals on close) is fixed here.
+
+A failed write still becomes a txn, as in ZooKeeper: an ErrorTxn with its own zxid, so the
+client's reply carries a zxid and the log records the attempt.
+"""
+
+from __future__ import annotations
+
+from jute import CreateMode, Err, OpCode, Perms
+from jute import records as r
+from jute.opcodes import MultiOp
+
+from zkpy.pipeline.request import KeeperError, Request
+from zkpy.tree import acl as acls
+from zkpy.tree import paths
+from zkpy.tree.datatree import DataTree
+from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_owner
+
+_MODES = {m.value: m for m in CreateMode}
+_SEQUENTIAL = {CreateMode.PERSISTENT_SEQUENTIAL, CreateMode.EPHEMERAL_SEQUENTIAL,
+               CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL}
+_EPHEMERAL = {CreateMode.EPHEMERAL, CreateMode.EPHEMERAL_SEQUENTIAL}
+_TTL = {CreateMode.PERSISTENT_WITH_TTL, CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL}
+
+
+class ChangeRecord:
+    """The state a path will have once outstanding txns apply (None fields: node absent)."""
+
+    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion", "ephemeral_owner",
+                 "num_children", "acl", "pzxid")
+
+    def __init__(self, zxid, path, exists, version=0, cversion=0, aversion=0, ephemeral_owner=0,
+                 num_children=0, acl=(), pzxid=0) -> None:
+        self.zxid = zxid
+        self.path = path
+        self.exists = exists
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.num_children = num_children
+        self.acl = acl
+        self.pzxid = pzxid
+
+    def duplicate(self, zxid: int) -> "ChangeRecord":
+        return ChangeRecord(zxid, self.path, self.exists, self.version, self.cversion,
+                            self.aversion, self.ephemeral_owner, self.num_children, self.acl,
+                            self.pzxid)
+
+
+class PrepSettings:
+    __slots__ = ("extended_types_enabled", "super_digest", "reconfig_enabled")
+
+    def __init__(self, extended_types_enabled: bool = False, super_digest: str | None = None,
+                 reconfig_enabled: bool = False) -> None:
+        self.extended_types_enabled = extended_types_enabled
+        self.super_digest = super_digest
+        self.reconfig_enabled = reconfig_enabled
+
+
+class Prep:
+    """Turns write requests into txns; see the module docstring for its duties."""
+
+    def __init__(self, tree: DataTree, settings: PrepSettings) -> None:
+        self.tree = tree
+        self.settings = settings
+        self.outstanding: dict[str, ChangeRecord] = {}
+        self._paths_by_zxid: dict[int, list[str]] = {}
+        self.next_zxid = tree.last_zxid + 1
+
+    # -- outstanding changes ---------------------------------------------------------------
+
+    def record_for(self, path: str) -> ChangeRecord:
+        """The future state of ``path``; raises NoNode if it will not exist."""
+        if path == "":
+            path = "/"
+        record = self.outstanding.get(path)
+        if record is None:
+            node = self.tree.get(path)
+            if node is None:
+                raise KeeperError(Err.NONODE, path)
+            return ChangeRecord(node.czxid, path, True, node.version, node.cversion,
+                                node.aversion, node.ephemeral_owner, node.num_children(),
+                                node.acl, node.pzxid)
+        if not record.exists:
+            raise KeeperError(Err.NONODE, path)
+        return record
+
+    def _add_change(self, record: ChangeRecord) -> None:
+        self.outstanding[record.path] = record
+        self._paths_by_zxid.setdefault(record.zxid, []).append(record.path)
+
+    def applied(self, zxid: int) -> None:
+        """Forget the changes of a txn the tree now holds (ZooKeeper's FinalRequestProcessor)."""
+        for path in self._paths_by_zxid.pop(zxid, ()):
+            record = self.outstanding.get(path)
+            if record is not None and record.zxid <= zxid:
+                del self.outstanding[path]
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def prepare(self, request: Request, time_ms: int) -> tuple[r.TxnHeader, object]:
+        """Settle ``request`` as (TxnHeader, txn); failures become an ErrorTxn."""
+        zxid = self.next_zxid
+        self.next_zxid += 1
+        handler = self._HANDLERS[request.type]
+        try:
+            txn_type, txn = handler(self, request, request.type, request.body, zxid)
+        except KeeperError as error:
+            txn_type, txn = OpCode.error, r.ErrorTxn(error.code)
+        hdr = r.TxnHeader(request.session_id, request.xid, zxid, time_ms, int(txn_type))
+        return hdr, txn
+
+    # -- handlers, one per operation -----------------------------------------------------------
+
+    def _check_acl(self, record: ChangeRecord, perm: int, auth_info: tuple) -> None:
+        if not acls.has_permission(record.acl, perm, auth_info, acls.is_super(auth_info)):
+            raise KeeperError(Err.NOAUTH)
+
+    def _prep_create(self, request: Request, op_type: int, body, zxid: int):
+        mode = _MODES.get(body.flags)
+        if mode is None:
+            raise KeeperError(Err.BADARGUMENTS, body.path)
+        ttl_ms = body.ttl_ms if op_type == OpCode.createTTL else -1
+        self._validate_create_mode(mode, ttl_ms, body.path)
+        path = body.path
+        if path is None or path.rfind("/") == -1 or "\0" in path:
+            raise KeeperError(Err.BADARGUMENTS, path)
+        parent_path = path[:path.rfind("/")] or "/"
+        acl = acls.fixup_acl(body.acl, request.auth_info)
+        if acl is None:
+            raise KeeperError(Err.INVALIDACL, path)
+        parent = self.record_for(parent_path)
+        self._check_acl(parent, Perms.CREATE, request.auth_info)
+        if mode in _SEQUENTIAL:
+            path = f"{path}{parent.cversion:010d}"
+        if paths.path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS, path)
+        if self._exists(path):
+            raise KeeperError(Err.NODEEXISTS, path)
+        if is_session_owner(parent.ephemeral_owner):
+            raise KeeperError(Err.NOCHILDRENFOREPHEMERALS, path)
+        new_cversion = parent.cversion + 1
+
+        if op_type == OpCode.createContainer or mode == CreateMode.CONTAINER:
+            owner = CONTAINER_OWNER
+            txn_type, txn = OpCode.createContainer, r.CreateContainerTxn(
+                path, body.data, acl, new_cversion)
+        elif mode in _TTL:
+            owner = ttl_owner(ttl_ms)
+            txn_type, txn = OpCode.createTTL, r.CreateTTLTxn(path, body.data, acl, new_cversion, ttl_ms)
+        else:
+            ephemeral = mode in _EPHEMERAL
+            owner = request.session_id if ephemeral else 0
+            txn_type = OpCode.create2 if op_type == OpCode.create2 else OpCode.create
+            txn = r.CreateTxn(path, body.data, acl, ephemeral, new_cversion)
+
+        parent = parent.duplicate(zxid)
+        parent.num_children += 1
+        parent.cversion = new_cversion
+        parent.pzxid = zxid
+        self._add_change(parent)
+        self._add_change(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, tuple(acl), zxid))
+        # The result type tells final which response to build: create gives a path only.
+        if op_type in (OpCode.create2, OpCode.createContainer, OpCode.createTTL) and txn_type == OpCode.create:
+            txn_type = OpCode.create2
+        return txn_type, txn
+
+    def _validate_create_mode(self, mode: CreateMode, ttl_ms: int, path: str) -> None:
+        if mode in _TTL and not self.settings.extended_types_enabled:
+            raise KeeperError(Err.UNIMPLEMENTED, path)
+        if mode in _TTL:
+            if ttl_ms <= 0 or ttl_ms > MAX_TTL_MS:
+                raise KeeperError(Err.BADARGUMENTS, path)
+        elif ttl_ms >= 0:
+            raise KeeperError(Err.BADARGUMENTS, path)
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.record_for(path)
+            return True
+        except KeeperError:
+            return False
+
+    def _prep_delete(self, request: Request, op_type: int, body, zxid: int):
+        path = body.path
+        if path is None or path.rfind("/") == -1 or "\0" in path or path in paths.SPECIAL_PATHS:
+            raise KeeperError(Err.BADARGUMENTS, path)
+        parent = self.record_for(path[:path.rfind("/")] or "/")
+        node: ChangeRecord
+        if op_type == OpCode.deleteContainer:
+            node = self.record_for(path)
+            if node.num_children > 0:
+                raise KeeperError(Err.NOTEMPTY, path)
+            if is_session_owner(node.ephemeral_owner):
+                raise KeeperError(Err.BADARGUMENTS, path)
+        else:
+            self._check_acl(parent, Perms.DELETE, request.auth_info)
+            node = self.record_for(path)
+            self._check_version(node.version, body.version, path)
+            if node.num_children > 0:
+                raise KeeperError(Err.NOTEMPTY, path)
+        self._record_deletion(path, parent, zxid)
+        return op_type, r.DeleteTxn(path)
+
+    def _record_deletion(self, path: str, parent: ChangeRecord, zxid: int) -> None:
+        parent = parent.duplicate(zxid)
+        parent.num_children -= 1
+        parent.cversion += 1
+        parent.pzxid = zxid
+        self._add_change(parent)
+        self._add_change(ChangeRecord(zxid, path, False))
+
+    @staticmethod
+    def _check_version(current: int, expected: int, path: str) -> int:
+        if expected != -1 and expected != current:
+            raise KeeperError(Err.BADVERSION, path)
+        return current + 1
+
+    def _prep_set_data(self, request: Request, op_type: int, body, zxid: int):
+        path = body.path
+        if paths.path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS, path)
+        node = self.record_for(path)
+        self._check_acl(node, Perms.WRITE, request.auth_info)
+        version = self._check_version(node.version, body.version, path)
+        node = node.duplicate(zxid)
+        node.version = version
+        self._add_change(node)
+        return OpCode.setData, r.SetDataTxn(path, body.data, version)
+
+    def _prep_set_acl(self, request: Request, op_type: int, body, zxid: int):
+        path = body.path
+        if paths.path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS, path)
+        acl = acls.fixup_acl(body.acl, request.auth_info)
+        if acl is None:
+            raise KeeperError(Err.INVALIDACL, path)
+        node = self.record_for(path)
+        self._check_acl(node, Perms.ADMIN, request.auth_info)
+        version = self._check_version(node.aversion, body.version, path)
+        node = node.duplicate(zxid)
+        node.aversion = version
+        node.acl = tuple(acl)
+        self._add_change(node)
+        return OpCode.setACL, r.SetACLTxn(path, acl, version)
+
+    def _prep_check(self, request: Request, op_type: int, body, zxid: int):
+        path = body.path
+        if paths.path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS, path)
+        node = self.record_for(path)
+        self._check_acl(node, Perms.READ, request.auth_info)
+        self._check_version(node.version, body.version, path)
+        return OpCode.check, r.CheckVersionTxn(path, body.version)
+
+    def _prep_multi(self, request: Request, op_type: int, ops: list[MultiOp], zxid: int):
+        # Sub-ops share the multi's zxid. On the first failure every change of the multi is
+        # rolled back and the txn records which op failed (ZooKeeper's results: OK before it,
+        # its code, RUNTIMEINCONSISTENCY after it).
+        saved = dict(self.outstanding)
+        saved_paths = list(self._paths_by_zxid.get(zxid, ()))
+        subs: list[tuple[int, object]] = []
+        failed_at = -1
+        failure = 0
+        for index, op in enumerate(ops):
+            handler = self._MULTI_HANDLERS.get(op.type)
+            try:
+                if handler is None:
+                    raise KeeperError(Err.UNIMPLEMENTED)
+                subs.append(handler(self, request, op.type, op.request, zxid))
+            except KeeperError as error:
+                failed_at, failure = index, error.code
+                break
+        if failed_at >= 0:
+            self.outstanding = saved
+            if saved_paths:
+                self._paths_by_zxid[zxid] = saved_paths
+            else:
+                self._paths_by_zxid.pop(zxid, None)
+            errors = [0] * failed_at + [failure] + [int(Err.RUNTIMEINCONSISTENCY)] * (len(ops) - failed_at - 1)
+            subs = [(OpCode.error, r.ErrorTxn(code)) for code in errors]
+        txns = [r.Txn(int(t), _TXN_CODECS[t](txn)) for t, txn in subs]
+        return OpCode.multi, r.MultiTxn(txns)
+
+    def _prep_create_session(self, request: Request, op_type: int, body, zxid: int):
+        return OpCode.createSession, r.CreateSessionTxn(body)
+
+    def _prep_close_session(self, request: Request, op_type: int, body, zxid: int):
+        session_id = request.session_id
+        doomed = set(self.tree.ephemerals.get(session_id, ()))
+        for path, record in self.outstanding.items():
+            if record.exists and record.ephemeral_owner == session_id:
+                doomed.add(path)
+            elif not record.exists:
+                doomed.discard(path)
+        for path in sorted(doomed, reverse=True):
+            parent = self.record_for(path[:path.rfind("/")] or "/")
+            self._record_deletion(path, parent, zxid)
+        return OpCode.closeSession, r.CloseSessionTxn(sorted(doomed, reverse=True))
+
+    def _prep_reconfig(self, request: Request, op_type: int, body, zxid: int):
+        raise KeeperError(Err.RECONFIGDISABLED)
+
+    _HANDLERS = {
+        OpCode.create: _prep_create,
+        OpCode.create2: _prep_create,
+        OpCode.createContainer: _prep_create,
+        OpCode.createTTL: _prep_create,
+        OpCode.delete: _prep_delete,
+        OpCode.deleteContainer: _prep_delete,
+        OpCode.setData: _prep_set_data,
+        OpCode.setACL: _prep_set_acl,
+        OpCode.check: _prep_check,
+        OpCode.multi: _prep_multi,
+        OpCode.createSession: _prep_create_session,
+        OpCode.closeSession: _prep_close_session,
+        OpCode.reconfig: _prep_reconfig,
+    }
+    _MULTI_HANDLERS = {
+        OpCode.create: _prep_create,
+        OpCode.create2: _prep_create,
+        OpCode.createContainer: _prep_create,
+        OpCode.createTTL: _prep_create,
+        OpCode.delete: _prep_delete,
+        OpCode.setData: _prep_set_data,
+        OpCode.check: _prep_check,
+    }
+
+
+WRITE_OPS = frozenset(Prep._HANDLERS)
+
+_TXN_CODECS = {
+    OpCode.create: r.CreateTxn.encode,
+    OpCode.create2: r.CreateTxn.encode,
+    OpCode.createContainer: r.CreateContainerTxn.encode,
+    OpCode.createTTL: r.CreateTTLTxn.encode,
+    OpCode.delete: r.DeleteTxn.encode,
+    OpCode.setData: r.SetDataTxn.encode,
+    OpCode.check: r.CheckVersionTxn.encode,
+    OpCode.error: r.ErrorTxn.encode,
+}

@@ -1,0 +1,343 @@
+"""The runtime: sockets, the event loop, the clock and the disk around the sans-IO core.
+
+This is the only layer that reads the time, touches sockets or writes to RocksDB. Each event
+loop turn it feeds what arrived into the core, then (``_flush``) group-commits the txns the core
+prepared: one synced RocksDB write for the whole batch, in a worker thread so the loop keeps
+reading, then hands the batch back to the core to apply and answer, then writes every
+connection's replies in one ``transport.write``. At most one sync is in flight; txns prepared
+meanwhile form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import structlog
+
+from zkpy.config import ServerConfig
+from zkpy.core import CoreSettings, ServerCore
+from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
+                                      Request)
+from zkpy.runtime import fourletter
+from zkpy.storage.recovery import restore
+from zkpy.storage.txnlog import TxnLog
+
+log = structlog.get_logger("zkpy.server")
+
+HIGH_WATER_BYTES = 4 << 20
+MAX_WRITE_BUFFER_BYTES = 64 << 20
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ClientHandler(asyncio.Protocol):
+    """One client socket: bytes to the sans-IO connection, events to the core."""
+
+    def __init__(self, server: "Server", connection_id: int) -> None:
+        self.server = server
+        self.connection_id = connection_id
+        self.protocol = ClientConnection(server.config.max_buffer_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer_host = "?"
+        self.peer_port = 0
+        self.closed = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer_host, self.peer_port = peer[0], peer[1]
+        transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
+        if not self.server.admit(self):
+            return
+        self.server.core.connection_opened(self.connection_id, self.peer_host, now_ms())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.protocol.receive_data(data)
+        except ProtocolError as error:
+            session = self.server.session_of(self.connection_id)
+            log.warning("closing connection: protocol error", client=self.peer_host,
+                        session=session, reason=str(error))
+            self.server.large_requests_rejected += "Len error" in str(error)
+            self.abort()
+            return
+        if events:
+            self.server.handle_events(self, events)
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading its requests until it does.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.connection_lost(self)
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES:
+            log.warning("closing connection: client is not reading its replies",
+                        client=self.peer_host, session=self.server.session_of(self.connection_id))
+            self.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+class Server:
+    """A standalone zkpy server: one core, one log, one listening socket."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        data_dir = Path(config.data_log_dir or config.data_dir)
+        self.txn_log = TxnLog(data_dir / "zkpy-db")
+        start_ms = now_ms()
+        settings = CoreSettings(
+            tick_ms=config.tick_ms,
+            min_session_timeout_ms=config.min_session_timeout,
+            max_session_timeout_ms=config.max_session_timeout,
+            extended_types_enabled=config.extended_types_enabled,
+            session_secret=self.txn_log.secret(),
+            super_digest=config.super_digest,
+        )
+        self.core = ServerCore(settings, start_ms)
+        self.started_ms = start_ms
+        self.connections: dict[int, ClientHandler] = {}
+        self._ids = itertools.count(1)
+        self._per_ip: Counter[str] = Counter()
+        self._flush_scheduled = False
+        self._sync_in_flight = False
+        self._listener: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopping: asyncio.Event | None = None
+        self.txn_count = 0
+        self.txns_since_snapshot = 0
+        self.snapshot_count = 0
+        self.connections_rejected = 0
+        self.large_requests_rejected = 0
+        self._snapshot_task: asyncio.Future | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        def progress(stage: str, count: int) -> None:
+            log.info("restoring", stage=stage, count=count)
+
+        restore(self.core, self.txn_log, now_ms(), progress)
+        self.txns_since_snapshot = 0
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._listener = await loop.create_server(
+            lambda: ClientHandler(self, next(self._ids)),
+            host=self.config.client_port_address, port=self.config.client_port,
+            reuse_address=True, backlog=1024)
+        log.info("serving", address=self.config.client_port_address, port=self.config.client_port,
+                 zxid=hex(self.core.tree.last_zxid), mode="standalone")
+        self._tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._reaper())]
+        if self.config.purge_interval_hours > 0:
+            self._tasks.append(asyncio.create_task(self._purger()))
+        await self._stopping.wait()
+        await self._shutdown()
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        log.info("shutting down", zxid=hex(self.core.tree.last_zxid))
+        if self._listener is not None:
+            self._listener.close()
+        for task in self._tasks:
+            task.cancel()
+        # Let an in-flight sync finish so no acknowledged write is in doubt.
+        deadline = time.monotonic() + 2.0
+        while (self._sync_in_flight or self._snapshot_task) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for handler in list(self.connections.values()):
+            handler.close()
+        self.txn_log.close()
+        log.info("stopped")
+
+    # -- connections --------------------------------------------------------------------------
+
+    def admit(self, handler: ClientHandler) -> bool:
+        limit = self.config.max_client_cnxns
+        if limit and self._per_ip[handler.peer_host] >= limit:
+            self.connections_rejected += 1
+            log.warning("too many connections from one address; closing", client=handler.peer_host,
+                        limit=limit)
+            handler.abort()
+            return False
+        self._per_ip[handler.peer_host] += 1
+        self.connections[handler.connection_id] = handler
+        return True
+
+    def connection_lost(self, handler: ClientHandler) -> None:
+        if self.connections.pop(handler.connection_id, None) is None:
+            return
+        self._per_ip[handler.peer_host] -= 1
+        if self._per_ip[handler.peer_host] <= 0:
+            del self._per_ip[handler.peer_host]
+        self.core.connection_closed(handler.connection_id, now_ms())
+
+    def session_of(self, connection_id: int) -> str | None:
+        conn = self.core.connections.get(connection_id)
+        if conn is None or not conn.session_id:
+            return None
+        return hex(conn.session_id & 0xFFFFFFFFFFFFFFFF)
+
+    def handle_events(self, handler: ClientHandler, events: list) -> None:
+        core = self.core
+        time_ms = now_ms()
+        connection_id = handler.connection_id
+        for event in events:
+            if type(event) is Request:
+                core.handle_request(connection_id, event.xid, event.type, event.payload, time_ms)
+            elif type(event) is Connect:
+                core.handle_connect(connection_id, event.request, time_ms)
+            elif type(event) is FourLetterWord:
+                handler.write(fourletter.answer(self, event.word).encode())
+                handler.close()
+                return
+        self._schedule_flush()
+
+    # -- the pipeline's I/O -------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._sync_in_flight:
+            batch = self.core.take_log_batch()
+            if batch:
+                self._sync_in_flight = True
+                future = asyncio.get_running_loop().run_in_executor(None, self.txn_log.append, batch)
+                future.add_done_callback(lambda f, b=batch: self._synced(f, b))
+        self._send_outbox()
+
+    def _synced(self, future: asyncio.Future, batch: list) -> None:
+        self._sync_in_flight = False
+        error = future.exception()
+        if error is not None:
+            # A log that cannot be written cannot promise durability: stop, as ZooKeeper does.
+            log.critical("transaction log write failed; shutting down", error=repr(error))
+            self.stop()
+            return
+        self.core.log_durable(batch, now_ms())
+        self.txn_count += len(batch)
+        self.txns_since_snapshot += len(batch)
+        if self.txns_since_snapshot >= self.config.snap_count:
+            self._take_snapshot()
+        self._flush()
+
+    def _send_outbox(self) -> None:
+        core = self.core
+        outbox = core.outbox
+        if outbox:
+            core.outbox = []
+            grouped: dict[int, list[bytes]] = {}
+            for connection_id, data in outbox:
+                parts = grouped.get(connection_id)
+                if parts is None:
+                    grouped[connection_id] = [data]
+                else:
+                    parts.append(data)
+            connections = self.connections
+            for connection_id, parts in grouped.items():
+                handler = connections.get(connection_id)
+                if handler is not None:
+                    handler.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        if core.to_close:
+            doomed, core.to_close = core.to_close, []
+            for connection_id in doomed:
+                handler = self.connections.get(connection_id)
+                if handler is not None:
+                    handler.close()
+
+    # -- periodic work ------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        interval_s = min(self.config.tick_ms, 500) / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.core.tick(now_ms())
+            self._schedule_flush()
+
+    async def _reaper(self) -> None:
+        interval_s = self.config.container_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.core.reap_containers(now_ms())
+            self._schedule_flush()
+
+    async def _purger(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.purge_interval_hours * 3600)
+            removed = self.txn_log.purge(self.config.snap_retain_count)
+            log.info("autopurge", snapshots_removed=removed)
+
+    def _take_snapshot(self) -> None:
+        """Snapshot the tree as applied now; runs in the loop (the tree must not change
+        while it is read), then the old log is truncated behind the retained snapshots."""
+        tree = self.core.tree
+        started = time.monotonic()
+        sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
+        meta = self.txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), sessions, now_ms())
+        self.txns_since_snapshot = 0
+        self.snapshot_count += 1
+        self.txn_log.purge(self.config.snap_retain_count)
+        log.info("snapshot taken", zxid=hex(meta["zxid"]), nodes=meta["nodes"],
+                 seconds=round(time.monotonic() - started, 3))
+
+    def uptime_ms(self) -> int:
+        return now_ms() - self.started_ms
+
+
+def run(config: ServerConfig) -> int:
+    """Run a server until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+    for key in config.ignored:
+        log.info("config key not used by zkpy", key=key)
+    os.makedirs(config.data_dir, exist_ok=True)
+    server = Server(config)
+    server.restore()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,122 @@
+"""ACL checks and the authentication schemes: world, auth, digest, ip, super.
+
+``AuthInfo`` is what a connection has proved: a tuple of ``Id``s. Every connection holds
+``ip:<address>``; ``addauth digest user:password`` adds ``digest:user:<base64 sha1>``; a
+connection that authenticates as the configured super digest is ``super``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+
+from jute import Perms
+from jute import records as r
+
+SUPER = r.Id("super", "")
+
+
+def digest_of(user_password: str) -> str:
+    """ZooKeeper's DigestAuthenticationProvider.generateDigest: user:base64(sha1(user:pw))."""
+    user = user_password.split(":", 1)[0]
+    hashed = hashlib.sha1(user_password.encode()).digest()
+    return f"{user}:{base64.b64encode(hashed).decode()}"
+
+
+def _ip_matches(client_ip: str, expression: str) -> bool:
+    try:
+        if "/" in expression:
+            return ipaddress.ip_address(client_ip) in ipaddress.ip_network(expression, strict=False)
+        return ipaddress.ip_address(client_ip) == ipaddress.ip_address(expression)
+    except ValueError:
+        return False
+
+
+def _valid_ip_expression(expression: str) -> bool:
+    try:
+        if "/" in expression:
+            ipaddress.ip_network(expression, strict=False)
+        else:
+            ipaddress.ip_address(expression)
+        return True
+    except ValueError:
+        return False
+
+
+def id_matches(auth: r.Id, acl_id: r.Id) -> bool:
+    if auth.scheme != acl_id.scheme:
+        return False
+    if auth.scheme == "ip":
+        return _ip_matches(auth.id, acl_id.id)
+    return auth.id == acl_id.id
+
+
+def has_permission(acl, perm: int, auth_info, super_user: bool = False) -> bool:
+    """ZooKeeper's checkACL: any ACL entry with one of ``perm``'s bits that matches."""
+    if super_user or not acl:
+        return True
+    for entry in acl:
+        if not entry.perms & perm:
+            continue
+        scheme = entry.id.scheme
+        if scheme == "world" and entry.id.id == "anyone":
+            return True
+        for auth in auth_info:
+            if id_matches(auth, entry.id):
+                return True
+    return False
+
+
+def is_super(auth_info) -> bool:
+    return any(a.scheme == "super" for a in auth_info)
+
+
+def valid_acl_id(acl_id: r.Id) -> bool:
+    scheme = acl_id.scheme
+    if scheme == "world":
+        return acl_id.id == "anyone"
+    if scheme == "digest":
+        return acl_id.id is not None and len(_java_split(acl_id.id, ":")) == 2
+    if scheme == "ip":
+        return acl_id.id is not None and _valid_ip_expression(acl_id.id)
+    return False
+
+
+def _java_split(text: str, separator: str) -> list[str]:
+    """String.split as Java does it: trailing empty strings are dropped."""
+    parts = text.split(separator)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+AUTHENTICATED_SCHEMES = frozenset(("digest",))
+
+
+def fixup_acl(acl, auth_info) -> list | None:
+    """Expand ``auth`` entries to the connection's authenticated ids; None means InvalidACL."""
+    if not acl:
+        return None
+    result: list = []
+    for entry in acl:
+        if entry.id is None or entry.id.scheme is None:
+            return None
+        if entry.id.scheme == "auth":
+            added = False
+            for auth in auth_info:
+                if auth.scheme in AUTHENTICATED_SCHEMES:
+                    result.append(r.ACL(entry.perms, auth))
+                    added = True
+            if not added:
+                return None
+        elif valid_acl_id(entry.id):
+            result.append(entry)
+        else:
+            return None
+    # ZooKeeper drops duplicate entries, keeping the first.
+    unique: list = []
+    for entry in result:
+        if entry not in unique:
+            unique.append(entry)
+    return unique

@@ -1,0 +1,310 @@
+"""The data tree: znodes, their Stat, and how each transaction changes them.
+
+Ordering and durability duties: ``apply`` must be called with transactions in zxid order, each
+exactly once, and only after the transaction is durable in the log (the pipeline guarantees
+this). Applying is deterministic: every value it writes comes from the transaction (zxid, time,
+versions, parent cversion settled by prep), so every replica that applies the same log holds the
+same tree. The tree knows nothing of watches: each apply returns the changes it made as
+``(event_type, path)`` pairs and the caller decides whom to notify.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from jute import EventType, OpCode, Perms
+from jute import records as r
+from zkpy.tree import paths
+from jute.opcodes import TXN_RECORDS
+from zkpy.tree.ephemeral import CONTAINER_OWNER, is_session_owner, ttl_of, ttl_owner
+
+OPEN_ACL = (r.ACL(int(Perms.ALL), r.Id("world", "anyone")),)
+READ_ACL = (r.ACL(int(Perms.READ), r.Id("world", "anyone")),)
+
+NODE_CREATED = int(EventType.NodeCreated)
+NODE_DELETED = int(EventType.NodeDeleted)
+NODE_DATA_CHANGED = int(EventType.NodeDataChanged)
+NODE_CHILDREN_CHANGED = int(EventType.NodeChildrenChanged)
+
+
+class Node:
+    """One znode. ``children`` is None until the node has had a child (saves a set per leaf)."""
+
+    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
+                 "aversion", "ephemeral_owner", "pzxid", "children")
+
+    def __init__(self, data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion,
+                 ephemeral_owner, pzxid) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self.children: set[str] | None = None
+
+    def stat(self) -> r.Stat:
+        data = self.data
+        children = self.children
+        return tuple.__new__(r.Stat, (
+            self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+            self.aversion, self.ephemeral_owner, len(data) if data else 0,
+            len(children) if children else 0, self.pzxid))
+
+    def num_children(self) -> int:
+        return len(self.children) if self.children else 0
+
+
+class TxnResult(NamedTuple):
+    """What applying one (sub)transaction produced.
+
+    ``type`` is the result type reported to the client (create2 for creates that return a
+    Stat); ``path`` the node created or changed; ``stat`` its Stat afterwards, where the
+    operation returns one; ``err`` non-zero for an error txn; ``changes`` the watch triggers.
+    """
+
+    type: int
+    err: int
+    path: str | None
+    stat: r.Stat | None
+    changes: tuple
+    sub_results: tuple = ()
+
+
+class DataTree:
+    """All znodes by path, with the indexes that sessions and the reaper need."""
+
+    def __init__(self, acl_cache_limit: int = 1 << 20) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.ephemerals: dict[int, set[str]] = {}
+        self.containers: set[str] = set()
+        self.ttls: set[str] = set()
+        self.last_zxid = 0
+        self._acl_cache: dict[tuple, tuple] = {}
+        self._acl_cache_limit = acl_cache_limit
+        self._install_system_nodes()
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _install_system_nodes(self) -> None:
+        # The values match a fresh ZooKeeper 3.8, quirks included (root cversion -1,
+        # /zookeeper cversion -2, /zookeeper/config read-only with aversion -1).
+        def system(acl, cversion=0, aversion=0):
+            return Node(b"", self.intern_acl(acl), 0, 0, 0, 0, 0, cversion, aversion, 0, 0)
+
+        self.nodes["/"] = system(OPEN_ACL, cversion=-1)
+        self.nodes["/zookeeper"] = system(OPEN_ACL, cversion=-2)
+        self.nodes["/zookeeper/quota"] = system(OPEN_ACL)
+        self.nodes["/zookeeper/config"] = system(READ_ACL, aversion=-1)
+        self.nodes["/"].children = {"zookeeper"}
+        self.nodes["/zookeeper"].children = {"quota", "config"}
+
+    def intern_acl(self, acl) -> tuple:
+        """Share one tuple per distinct ACL list: most nodes carry the same few."""
+        key = tuple(acl)
+        cached = self._acl_cache.get(key)
+        if cached is not None:
+            return cached
+        if len(self._acl_cache) < self._acl_cache_limit:
+            self._acl_cache[key] = key
+        return key
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, path: str) -> Node | None:
+        return self.nodes.get(path)
+
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    def count_descendants(self, path: str) -> int:
+        total = 0
+        stack = [path]
+        nodes = self.nodes
+        while stack:
+            current = stack.pop()
+            children = nodes[current].children
+            if children:
+                total += len(children)
+                stack.extend(paths.join(current, name) for name in children)
+        return total
+
+    def approximate_data_bytes(self) -> int:
+        return sum(len(p) + (len(n.data) if n.data else 0) for p, n in self.nodes.items())
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def apply(self, hdr: r.TxnHeader, txn) -> TxnResult:
+        """Apply one transaction (see the class docstring for the ordering duty)."""
+        handler = self._HANDLERS.get(hdr.type)
+        if handler is None:
+            raise ValueError(f"no handler for txn type {hdr.type}")
+        result = handler(self, hdr.zxid, hdr.time_ms, hdr.client_id, hdr.type, txn)
+        if hdr.zxid > self.last_zxid:
+            self.last_zxid = hdr.zxid
+        return result
+
+    def _apply_create(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        owner = 0
+        if txn_type == OpCode.createContainer:
+            owner = CONTAINER_OWNER
+        elif txn_type == OpCode.createTTL:
+            owner = ttl_owner(txn.ttl_ms)
+        elif txn.ephemeral:
+            owner = session_id
+        return self.create_node(txn.path, txn.data, txn.acl, owner, txn.parent_cversion, zxid,
+                                time_ms, txn_type)
+
+    def create_node(self, path, data, acl, owner, parent_cversion, zxid, time_ms,
+                    txn_type=OpCode.create) -> TxnResult:
+        parent_path = paths.parent_of(path)
+        parent = self.nodes[parent_path]
+        name = paths.name_of(path)
+        node = Node(data, self.intern_acl(acl), zxid, zxid, time_ms, time_ms, 0, 0, 0, owner, zxid)
+        if parent.children is None:
+            parent.children = set()
+        parent.children.add(name)
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        self.nodes[path] = node
+        if owner == CONTAINER_OWNER:
+            self.containers.add(path)
+        elif ttl_of(owner):
+            self.ttls.add(path)
+        elif owner:
+            self.ephemerals.setdefault(owner, set()).add(path)
+        result_type = OpCode.create if txn_type == OpCode.create else OpCode.create2
+        return TxnResult(result_type, 0, path, node.stat(),
+                         ((NODE_CREATED, path), (NODE_CHILDREN_CHANGED, parent_path)))
+
+    def _apply_delete(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        return self.delete_node(txn.path, zxid)
+
+    def delete_node(self, path: str, zxid: int) -> TxnResult:
+        node = self.nodes.pop(path)
+        parent_path = paths.parent_of(path)
+        parent = self.nodes[parent_path]
+        parent.children.discard(paths.name_of(path))
+        parent.cversion += 1
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        owner = node.ephemeral_owner
+        if owner == CONTAINER_OWNER:
+            self.containers.discard(path)
+        elif ttl_of(owner):
+            self.ttls.discard(path)
+        elif owner:
+            owned = self.ephemerals.get(owner)
+            if owned is not None:
+                owned.discard(path)
+                if not owned:
+                    del self.ephemerals[owner]
+        return TxnResult(OpCode.delete, 0, path, None,
+                         ((NODE_DELETED, path), (NODE_CHILDREN_CHANGED, parent_path)))
+
+    def _apply_set_data(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        node = self.nodes[txn.path]
+        node.data = txn.data
+        node.version = txn.version
+        node.mzxid = zxid
+        node.mtime = time_ms
+        return TxnResult(OpCode.setData, 0, txn.path, node.stat(),
+                         ((NODE_DATA_CHANGED, txn.path),))
+
+    def _apply_set_acl(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        node = self.nodes[txn.path]
+        node.acl = self.intern_acl(txn.acl)
+        node.aversion = txn.version
+        return TxnResult(OpCode.setACL, 0, txn.path, node.stat(), ())
+
+    def _apply_check(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        return TxnResult(OpCode.check, 0, txn.path, None, ())
+
+    def _apply_error(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        return TxnResult(OpCode.error, txn.err, None, None, ())
+
+    def _apply_create_session(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        return TxnResult(OpCode.createSession, 0, None, None, ())
+
+    def _apply_close_session(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        # Delete what the session owns now, in a fixed order so every replica agrees.
+        changes = []
+        doomed = set(txn.paths_to_delete or ()) | self.ephemerals.get(session_id, set())
+        for path in sorted(doomed, reverse=True):
+            if path not in self.nodes:
+                continue
+            changes.extend(self.delete_node(path, zxid).changes)
+        return TxnResult(OpCode.closeSession, 0, None, None, tuple(changes))
+
+    def _apply_multi(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
+        results = []
+        changes = []
+        for sub in txn.txns:
+            record = TXN_RECORDS[sub.type].decode(sub.data)
+            handler = self._HANDLERS[sub.type]
+            result = handler(self, zxid, time_ms, session_id, sub.type, record)
+            results.append(result)
+            changes.extend(result.changes)
+        return TxnResult(OpCode.multi, 0, None, None, tuple(changes), tuple(results))
+
+    _HANDLERS = {
+        OpCode.create: _apply_create,
+        OpCode.create2: _apply_create,
+        OpCode.createContainer: _apply_create,
+        OpCode.createTTL: _apply_create,
+        OpCode.delete: _apply_delete,
+        OpCode.deleteContainer: _apply_delete,
+        OpCode.setData: _apply_set_data,
+        OpCode.setACL: _apply_set_acl,
+        OpCode.check: _apply_check,
+        OpCode.error: _apply_error,
+        OpCode.createSession: _apply_create_session,
+        OpCode.closeSession: _apply_close_session,
+        OpCode.multi: _apply_multi,
+    }
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def iter_nodes(self):
+        """(path, node) pairs, parents before children (for snapshots)."""
+        stack = ["/"]
+        nodes = self.nodes
+        while stack:
+            path = stack.pop()
+            node = nodes[path]
+            yield path, node
+            if node.children:
+                stack.extend(paths.join(path, name) for name in node.children)
+
+    def load_node(self, path: str, node: Node) -> None:
+        """Insert a node read from a snapshot (parents first); indexes are rebuilt."""
+        node.acl = self.intern_acl(node.acl)
+        node.children = None
+        self.nodes[path] = node
+        if path != "/":
+            parent = self.nodes[paths.parent_of(path)]
+            if parent.children is None:
+                parent.children = set()
+            parent.children.add(paths.name_of(path))
+        owner = node.ephemeral_owner
+        if owner == CONTAINER_OWNER:
+            self.containers.add(path)
+        elif ttl_of(owner):
+            self.ttls.add(path)
+        elif is_session_owner(owner):
+            self.ephemerals.setdefault(owner, set()).add(path)
+
+    def clear(self) -> None:
+        self.nodes.clear()
+        self.ephemerals.clear()
+        self.containers.clear()
+        self.ttls.clear()
+        self.last_zxid = 0

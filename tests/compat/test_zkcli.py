@@ -25,6 +25,7 @@ import pytest
 
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 MARKER = re.compile(r"^ZooKeeper CLI version: .*$", re.MULTILINE)
+CLIENT_JVMFLAGS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xmx256m"
 # Base64(SHA1("user:pass")): the id that `addauth digest user:pass` authenticates as.
 USER_DIGEST = "user:smGaoVKd/cQkjm7b88GyorAUz20="
 
@@ -239,8 +240,7 @@ def run_zkcli(port: int, commands: list[str], timeout_s: float = 150.0) -> str:
     """Run one zkCli.sh session with ``commands`` on stdin; stdout and stderr merged, in order."""
     require_zkcli()
     stdin = "".join(f"version\n{command.replace('PORT', str(port))}\n" for command in commands)
-    env = dict(os.environ)
-    env["CLIENT_JVMFLAGS"] = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xmx256m"
+    env = dict(os.environ, TZ="UTC", CLIENT_JVMFLAGS=CLIENT_JVMFLAGS)
     try:
         result = subprocess.run([str(ZKCLI), "-server", f"127.0.0.1:{port}"], input=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -374,8 +374,7 @@ def test_zkcli_single_command_invocation(server_kind, server_factory):
     """`zkCli.sh -server HOST:PORT cmd args` runs one command and exits (no stdin session)."""
     require_zkcli()
     server = server_factory(server_kind)
-    env = dict(os.environ)
-    env["CLIENT_JVMFLAGS"] = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xmx256m"
+    env = dict(os.environ, TZ="UTC", CLIENT_JVMFLAGS=CLIENT_JVMFLAGS)
     result = subprocess.run([str(ZKCLI), "-server", server.connect_string, "ls", "/zookeeper"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=120, env=env)

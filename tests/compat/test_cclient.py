@@ -224,6 +224,11 @@ class Normaliser:
     def line(self, text: str) -> str | None:
         if re.fullmatch(r"time = -?\d+ msec", text):
             return None
+        # The C library's own log lines: keep level, function and message, drop time/pid/thread/port.
+        match = re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+:\d+\(0x[0-9a-f]+\):(ZOO_\w+)@(\w+)@\d+: (.*)", text)
+        if match:
+            message = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", match.group(3))
+            return f"{match.group(1)}@{match.group(2)}: {message}"
         match = re.fullmatch(r"\t(czxid|mzxid)=([0-9a-f]+)", text)
         if match:
             return f"\t{match.group(1)}={self.zxid(match.group(2))}"

@@ -125,6 +125,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 # --- fixtures --------------------------------------------------------------------------------
 
+_OWN_MODULE_PREFIXES = ("test_raw_", "test_kazoo_", "test_scenarios", "test_random_ops")
+
+
+@pytest.fixture
+def server_factory(server_factory, request):
+    """The shared ``server_factory``; for this suite's own modules the servers are SIGKILLed
+    at the end of the test (their data is throw-away), which saves a graceful JVM shutdown per
+    test. Other modules keep the graceful stop."""
+    started = []
+
+    def start(kind, settings=None, jvm_properties=None):
+        server = server_factory(kind, settings, jvm_properties)
+        started.append(server)
+        return server
+
+    yield start
+    if request.module.__name__.rpartition(".")[2].startswith(_OWN_MODULE_PREFIXES):
+        for server in started:
+            server.kill()
+
 @pytest.fixture
 def raw_factory():
     """``raw_factory(server, **kwargs)`` opens a RawClient session; all are dropped at the end."""

@@ -18,6 +18,7 @@ from zkpy.tree.datatree import DataTree
 from zkpy.tree.watches import WatchManager
 
 _NO_BODY = b""
+_ADD_WATCH_OK = r.ErrorResponse.encode((0,))
 
 
 def _node(tree: DataTree, path: str):
@@ -107,7 +108,8 @@ def read_add_watch(tree, watches, request: Request) -> bytes:
         raise KeeperError(Err.BADARGUMENTS, body.path)
     watches.add_persistent(body.path, request.session_id,
                            body.mode == AddWatchMode.PERSISTENT_RECURSIVE)
-    return _NO_BODY
+    # ZooKeeper answers addWatch with an ErrorResponse(0) body, and the Java client reads it.
+    return _ADD_WATCH_OK
 
 
 def _watch_tables(watches: WatchManager, watcher_type: int):

@@ -1,0 +1,302 @@
+"""The sans-IO server core: sessions, pipeline order, watches and errors, with an explicit
+clock and no sockets."""
+
+from __future__ import annotations
+
+from jute import Err, EventType, OpCode
+from jute import records as r
+from jute.opcodes import MultiOp
+from tests.unit.core_harness import OPEN, CoreHarness, create
+
+
+def test_session_creation_is_a_logged_txn_and_answered_after_sync():
+    h = CoreHarness()
+    h.auto_sync = False
+    connection_id, response = h.connect()
+    assert response is None  # nothing before the createSession txn is durable
+    batch = h.core.take_log_batch()
+    assert [hdr.type for hdr, _ in batch] == [OpCode.createSession]
+    h.core.log_durable(batch, h.now_ms)
+    h.collect()
+    (frame,) = h.inbox.pop(connection_id)
+    assert r.ConnectResponse.decode(frame).session_id == batch[0][0].client_id
+
+
+def test_connect_negotiates_timeout_within_limits():
+    h = CoreHarness(tick_ms=2000)
+    _, low = h.connect(timeout_ms=10)
+    _, high = h.connect(timeout_ms=10_000_000)
+    assert low.timeout_ms == 4000
+    assert high.timeout_ms == 40_000
+    assert low.session_id != high.session_id
+    assert len(low.passwd) == 16
+
+
+def test_create_get_set_delete_stat_semantics():
+    h = CoreHarness()
+    c, _ = h.connect()
+    reply, response, _ = h.call(c, OpCode.create, create("/a", b"one"))
+    assert reply.err == 0 and response.path == "/a"
+    created_zxid = reply.zxid
+    _, got, _ = h.call(c, OpCode.getData, r.GetDataRequest("/a", False))
+    assert got.data == b"one"
+    assert got.stat.czxid == got.stat.mzxid == got.stat.pzxid == created_zxid
+    assert got.stat.version == 0 and got.stat.data_length == 3
+    reply, set_response, _ = h.call(c, OpCode.setData, r.SetDataRequest("/a", b"two", 0))
+    assert set_response.stat.version == 1 and set_response.stat.mzxid > created_zxid
+    reply, _, _ = h.call(c, OpCode.setData, r.SetDataRequest("/a", b"x", 0))
+    assert reply.err == Err.BADVERSION
+    reply, _, _ = h.call(c, OpCode.delete, r.DeleteRequest("/a", 1))
+    assert reply.err == 0
+    reply, _, _ = h.call(c, OpCode.exists, r.ExistsRequest("/a", False))
+    assert reply.err == Err.NONODE
+
+
+def test_error_precedence_of_create():
+    h = CoreHarness()
+    c, _ = h.connect()
+    assert h.call(c, OpCode.create, create("/missing/child"))[0].err == Err.NONODE
+    assert h.call(c, OpCode.create, create("bad"))[0].err == Err.BADARGUMENTS
+    # The parent is looked up before the full path is validated, as in ZooKeeper.
+    assert h.call(c, OpCode.create, create("/a/"))[0].err == Err.NONODE
+    h.call(c, OpCode.create, create("/a"))
+    assert h.call(c, OpCode.create, create("/a/"))[0].err == Err.BADARGUMENTS
+    assert h.call(c, OpCode.create, create("/a/", flags=2))[1].path == "/a/0000000000"
+    assert h.call(c, OpCode.create, r.CreateRequest("/a", b"", [], 0))[0].err == Err.INVALIDACL
+    assert h.call(c, OpCode.create, create("/"))[0].err == Err.NODEEXISTS
+    h.call(c, OpCode.create, create("/e", flags=1))
+    assert h.call(c, OpCode.create, create("/e/x"))[0].err == Err.NOCHILDRENFOREPHEMERALS
+    assert h.call(c, OpCode.create, create("/t", flags=5))[0].err == Err.UNIMPLEMENTED
+
+
+def test_failed_write_still_consumes_a_zxid():
+    h = CoreHarness()
+    c, _ = h.connect()
+    first = h.call(c, OpCode.create, create("/a"))[0]
+    failed = h.call(c, OpCode.create, create("/a"))[0]
+    assert failed.err == Err.NODEEXISTS and failed.zxid == first.zxid + 1
+
+
+def test_sequential_names_come_from_parent_cversion():
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/q"))
+    names = [h.call(c, OpCode.create, create("/q/n-", flags=2))[1].path for _ in range(3)]
+    assert names == ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
+    h.call(c, OpCode.delete, r.DeleteRequest(names[2], -1))
+    # Deletion bumps cversion too, so the next name skips ahead.
+    assert h.call(c, OpCode.create, create("/q/n-", flags=2))[1].path == "/q/n-0000000004"
+
+
+def test_pipelined_requests_are_prepared_against_outstanding_changes():
+    h = CoreHarness()
+    c, _ = h.connect()
+    # Three writes in one batch: the second must see the first before it is applied.
+    h.send(c, 1, OpCode.create, create("/p"))
+    h.send(c, 2, OpCode.create, create("/p/c"))
+    h.send(c, 3, OpCode.getChildren, r.GetChildrenRequest("/p", False))
+    h.send(c, 4, OpCode.delete, r.DeleteRequest("/p", -1))
+    h.flush()
+    replies = h.frames(c)
+    assert [hdr.xid for hdr, _ in replies] == [1, 2, 3, 4]
+    assert [hdr.err for hdr, _ in replies] == [0, 0, 0, Err.NOTEMPTY]
+    assert r.GetChildrenResponse.decode(replies[2][1]).children == ["c"]
+
+
+def test_read_waits_behind_its_sessions_pending_write():
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.send(c, 1, OpCode.create, create("/w", b"v"))
+    h.send(c, 2, OpCode.getData, r.GetDataRequest("/w", False))
+    h.collect()
+    assert h.frames(c) == []  # the read must not overtake the unsynced write
+    h.flush()
+    replies = h.frames(c)
+    assert [hdr.xid for hdr, _ in replies] == [1, 2]
+    assert r.GetDataResponse.decode(replies[1][1]).data == b"v"
+
+
+def test_other_sessions_reads_do_not_wait():
+    h = CoreHarness()
+    a, _ = h.connect()
+    b, _ = h.connect()
+    h.send(a, 1, OpCode.create, create("/x"))
+    h.send(b, 1, OpCode.exists, r.ExistsRequest("/x", False))
+    h.collect()
+    (hdr, _), = h.frames(b)
+    assert hdr.err == Err.NONODE  # not yet committed, and b has nothing pending
+
+
+def test_multi_rolls_back_and_reports_per_op_results():
+    h = CoreHarness()
+    c, _ = h.connect()
+    ops = [MultiOp(OpCode.create, create("/m1")), MultiOp(OpCode.check, r.CheckVersionRequest("/m1", 5)),
+           MultiOp(OpCode.create, create("/m2"))]
+    reply, results, _ = h.call(c, OpCode.multi, ops)
+    assert reply.err == 0
+    assert [(x.type, x.err) for x in results] == [
+        (OpCode.error, 0), (OpCode.error, Err.BADVERSION), (OpCode.error, Err.RUNTIMEINCONSISTENCY)]
+    assert h.call(c, OpCode.exists, r.ExistsRequest("/m1", False))[0].err == Err.NONODE
+    ops[1] = MultiOp(OpCode.check, r.CheckVersionRequest("/m1", 0))
+    reply, results, _ = h.call(c, OpCode.multi, ops)
+    assert [x.type for x in results] == [OpCode.create, OpCode.check, OpCode.create]
+
+
+def test_data_and_child_watches_fire_once_before_the_reply():
+    h = CoreHarness()
+    watcher, _ = h.connect()
+    writer, _ = h.connect()
+    h.call(writer, OpCode.create, create("/d"))
+    h.call(watcher, OpCode.getData, r.GetDataRequest("/d", True))
+    h.call(watcher, OpCode.getChildren, r.GetChildrenRequest("/d", True))
+    h.call(watcher, OpCode.exists, r.ExistsRequest("/d/new", True))
+    h.call(writer, OpCode.create, create("/d/new"))
+    h.call(writer, OpCode.setData, r.SetDataRequest("/d", b"1", -1))
+    h.call(writer, OpCode.setData, r.SetDataRequest("/d", b"2", -1))
+    events = [(e.type, e.path) for e in h.events(watcher)]
+    assert events == [(EventType.NodeCreated, "/d/new"), (EventType.NodeChildrenChanged, "/d"),
+                      (EventType.NodeDataChanged, "/d")]
+
+
+def test_notification_precedes_the_writers_own_reply():
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/own"))
+    h.call(c, OpCode.getData, r.GetDataRequest("/own", True))
+    h.send(c, 9, OpCode.setData, r.SetDataRequest("/own", b"x", -1))
+    h.flush()
+    xids = [hdr.xid for hdr, _ in h.frames(c)]
+    assert xids == [-1, 9]
+
+
+def test_persistent_recursive_watch_sees_descendants_but_not_child_events():
+    h = CoreHarness()
+    watcher, _ = h.connect()
+    writer, _ = h.connect()
+    h.call(writer, OpCode.create, create("/r"))
+    reply, _, _ = h.call(watcher, OpCode.addWatch, r.AddWatchRequest("/r", 1))
+    assert reply.err == 0 and r.ErrorResponse.decode(reply.body).err == 0
+    h.call(writer, OpCode.create, create("/r/a"))
+    h.call(writer, OpCode.create, create("/r/a/b"))
+    h.call(writer, OpCode.delete, r.DeleteRequest("/r/a/b", -1))
+    events = [(e.type, e.path) for e in h.events(watcher)]
+    assert events == [(1, "/r/a"), (1, "/r/a/b"), (2, "/r/a/b")]
+
+
+def test_session_expiry_deletes_ephemerals_and_fires_watches():
+    h = CoreHarness(tick_ms=1000)
+    owner, response = h.connect(timeout_ms=2000)
+    watcher, _ = h.connect(timeout_ms=30_000)
+    h.call(owner, OpCode.create, create("/eph", flags=1))
+    h.call(watcher, OpCode.exists, r.ExistsRequest("/eph", True))
+    for _ in range(4):  # the watcher pings, the owner stays silent
+        h.advance(1000)
+        h.call(watcher, OpCode.ping, None, xid=-2)
+    assert owner in h.closed
+    assert h.call(watcher, OpCode.exists, r.ExistsRequest("/eph", False))[0].err == Err.NONODE
+    assert h.core.tree.ephemerals == {}
+    # Reconnecting to the expired session is refused with a zero timeout.
+    _, again = h.connect(session_id=response.session_id, passwd=response.passwd)
+    assert again.timeout_ms == 0 and again.session_id == 0
+
+
+def test_reconnect_keeps_session_with_right_password_only():
+    h = CoreHarness()
+    first, response = h.connect()
+    h.call(first, OpCode.create, create("/keep", flags=1))
+    _, wrong = h.connect(session_id=response.session_id, passwd=b"x" * 16)
+    assert wrong.timeout_ms == 0
+    second, right = h.connect(session_id=response.session_id, passwd=response.passwd)
+    assert right.session_id == response.session_id
+    assert first in h.closed
+    assert h.call(second, OpCode.exists, r.ExistsRequest("/keep", False))[0].err == 0
+
+
+def test_close_session_deletes_ephemerals_and_closes_connection():
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/gone", flags=1))
+    other, _ = h.connect()
+    reply, _, _ = h.call(c, OpCode.closeSession)
+    assert reply.err == 0 and c in h.closed
+    assert h.call(other, OpCode.exists, r.ExistsRequest("/gone", False))[0].err == Err.NONODE
+
+
+def test_acl_digest_and_noauth():
+    from zkpy.tree.acl import digest_of
+    h = CoreHarness()
+    owner, _ = h.connect()
+    stranger, _ = h.connect()
+    h.core.handle_auth(owner, r.AuthPacket(0, "digest", b"alice:secret"))
+    acl = [r.ACL(31, r.Id("auth", ""))]
+    assert h.call(owner, OpCode.create, create("/private", b"s", acl=acl))[0].err == 0
+    _, acls, _ = h.call(owner, OpCode.getACL, r.GetACLRequest("/private"))
+    assert acls.acl == [r.ACL(31, r.Id("digest", digest_of("alice:secret")))]
+    assert h.call(stranger, OpCode.getData, r.GetDataRequest("/private", False))[0].err == Err.NOAUTH
+    assert h.call(stranger, OpCode.create, create("/x", acl=acl))[0].err == Err.INVALIDACL
+
+
+def test_container_is_reaped_after_its_last_child_goes():
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.createContainer, create("/box", flags=4))
+    h.core.reap_containers(h.now_ms)
+    h.flush()
+    assert h.call(c, OpCode.exists, r.ExistsRequest("/box", False))[0].err == 0  # never had a child
+    h.call(c, OpCode.create, create("/box/item"))
+    h.call(c, OpCode.delete, r.DeleteRequest("/box/item", -1))
+    h.core.reap_containers(h.now_ms)
+    h.flush()
+    assert h.call(c, OpCode.exists, r.ExistsRequest("/box", False))[0].err == Err.NONODE
+
+
+def test_ttl_node_is_reaped_after_ttl_when_childless():
+    h = CoreHarness(extended_types_enabled=True)
+    c, _ = h.connect()
+    reply, response, _ = h.call(c, OpCode.createTTL, r.CreateTTLRequest("/ttl", b"", OPEN, 5, 1000))
+    assert reply.err == 0 and response.stat.ephemeral_owner < 0
+    h.core.reap_containers(h.now_ms + 500)
+    h.flush()
+    assert h.call(c, OpCode.exists, r.ExistsRequest("/ttl", False))[0].err == 0
+    h.now_ms += 2000
+    h.call(c, OpCode.ping, None, xid=-2)
+    h.core.reap_containers(h.now_ms)
+    h.flush()
+    assert h.call(c, OpCode.exists, r.ExistsRequest("/ttl", False))[0].err == Err.NONODE
+
+
+def test_unknown_opcode_and_bad_body_answer_with_errors():
+    h = CoreHarness()
+    c, _ = h.connect()
+    assert h.call(c, 999)[0].err == Err.UNIMPLEMENTED
+    assert h.call(c, OpCode.getData, b"\x00\x00\x00\x10/a")[0].err == Err.MARSHALLINGERROR
+
+
+def test_sync_answers_after_earlier_writes_of_other_sessions():
+    h = CoreHarness()
+    a, _ = h.connect()
+    b, _ = h.connect()
+    h.send(a, 1, OpCode.create, create("/s"))
+    h.send(b, 7, OpCode.sync, r.SyncRequest("/s"))
+    h.collect()
+    assert h.frames(b) == []
+    h.flush()
+    (hdr, body), = h.frames(b)
+    assert hdr.xid == 7 and r.SyncResponse.decode(body).path == "/s"
+
+
+def test_set_watches_fires_what_changed_since_the_clients_zxid():
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/sw"))
+    last_seen = h.core.tree.last_zxid
+    h.call(c, OpCode.setData, r.SetDataRequest("/sw", b"new", -1))
+    reply, _, events = h.call(c, OpCode.setWatches,
+                              r.SetWatches(last_seen, ["/sw", "/gone"], ["/sw", "/absent"], []), xid=-8)
+    assert reply.err == 0
+    assert sorted((e.type, e.path) for e in events) == [
+        (EventType.NodeCreated, "/sw"), (EventType.NodeDeleted, "/gone"),
+        (EventType.NodeDataChanged, "/sw")]
+    # The exist watch on /absent was registered and fires on creation.
+    _, _, later = h.call(c, OpCode.create, create("/absent"))
+    assert [(e.type, e.path) for e in later] == [(EventType.NodeCreated, "/absent")]

@@ -71,7 +71,7 @@ RESPONSE_RECORDS: dict[int, type | None] = {
     OpCode.sasl: r.SetSASLResponse,
     OpCode.getEphemerals: r.GetEphemeralsResponse,
     OpCode.getAllChildrenNumber: r.GetAllChildrenNumberResponse,
-    OpCode.addWatch: None,
+    OpCode.addWatch: r.ErrorResponse,  # ZooKeeper answers addWatch with ErrorResponse(0)
     OpCode.whoAmI: r.WhoAmIResponse,
     OpCode.ping: None,
     OpCode.closeSession: None,

@@ -41,6 +41,17 @@ def _read_exact(stream, count: int, path, what: str) -> bytes:
     return data
 
 
+# The compiled parsers' length reader: a short read or a length below -1 is an error.
+_EMIT_LENGTH = (
+    "def parse_jute_length(io):\n"
+    "    raw = io.read(4)\n"
+    "    n = int.from_bytes(raw, 'big', signed=True)\n"
+    "    if len(raw) != 4 or n < -1:\n"
+    "        raise StreamError('bad length')\n"
+    "    return n\n"
+)
+
+
 class _UString(cs.Construct):
     """A UTF-8 string with an int32 length; length -1 is null (None)."""
 
@@ -64,15 +75,19 @@ class _UString(cs.Construct):
         return obj
 
     def _emitparse(self, code):
+        code.append(_EMIT_LENGTH)
         code.append(
             "def parse_jute_ustring(io):\n"
-            "    n = int.from_bytes(io.read(4), 'big', signed=True)\n"
+            "    n = parse_jute_length(io)\n"
             "    if n == -1:\n"
             "        return None\n"
             "    data = io.read(n)\n"
-            "    if n < 0 or len(data) != n:\n"
+            "    if len(data) != n:\n"
             "        raise StreamError('bad ustring')\n"
-            "    return data.decode('utf-8')\n"
+            "    try:\n"
+            "        return data.decode('utf-8')\n"
+            "    except UnicodeDecodeError:\n"
+            "        raise StringError('invalid UTF-8')\n"
         )
         return "parse_jute_ustring(io)"
 
@@ -95,13 +110,14 @@ class _Buffer(cs.Construct):
         return obj
 
     def _emitparse(self, code):
+        code.append(_EMIT_LENGTH)
         code.append(
             "def parse_jute_buffer(io):\n"
-            "    n = int.from_bytes(io.read(4), 'big', signed=True)\n"
+            "    n = parse_jute_length(io)\n"
             "    if n == -1:\n"
             "        return None\n"
             "    data = io.read(n)\n"
-            "    if n < 0 or len(data) != n:\n"
+            "    if len(data) != n:\n"
             "        raise StreamError('bad buffer')\n"
             "    return data\n"
         )
@@ -130,9 +146,10 @@ class Vector(cs.Subconstruct):
 
     def _emitparse(self, code):
         element = self.subcon._compileparse(code)
+        code.append(_EMIT_LENGTH)
         return (
             f"(lambda n: None if n == -1 else ListContainer(({element}) for _ in range(n)))"
-            f"(int.from_bytes(io.read(4), 'big', signed=True))"
+            f"(parse_jute_length(io))"
         )
 
 

@@ -1,0 +1,95 @@
+"""The RocksDB txn log and snapshots, and recovery of a core from them."""
+
+from __future__ import annotations
+
+from jute import OpCode
+from jute import records as r
+from zkpy.core import CoreSettings, ServerCore
+from zkpy.storage.recovery import restore
+from zkpy.storage.txnlog import TxnLog
+from tests.unit.core_harness import CoreHarness, create
+
+
+def _run_workload(h: CoreHarness):
+    c, response = h.connect()
+    h.call(c, OpCode.create, create("/a", b"1"))
+    h.call(c, OpCode.create, create("/a/b", b"2"))
+    h.call(c, OpCode.create, create("/a/e", b"", flags=1))
+    h.call(c, OpCode.setData, r.SetDataRequest("/a", b"3", -1))
+    h.call(c, OpCode.delete, r.DeleteRequest("/a/b", -1))
+    return response
+
+
+def _tree_view(tree):
+    return {path: (node.data, tuple(node.acl), node.stat()) for path, node in tree.nodes.items()}
+
+
+def test_log_roundtrip_and_recovery_gives_the_same_tree(tmp_path):
+    h = CoreHarness()
+    response = _run_workload(h)
+    txn_log = TxnLog(tmp_path / "db")
+    txn_log.append(h.logged)
+    assert txn_log.last_logged_zxid() == h.core.tree.last_zxid
+    assert [hdr.zxid for hdr, _ in txn_log.txns_after(0)] == [hdr.zxid for hdr, _ in h.logged]
+
+    fresh = ServerCore(CoreSettings(), h.now_ms)
+    restore(fresh, txn_log, h.now_ms + 10)
+    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
+    assert fresh.tree.ephemerals == h.core.tree.ephemerals
+    assert response.session_id in fresh.sessions.sessions
+    assert fresh.prep.next_zxid == h.core.tree.last_zxid + 1
+    txn_log.close()
+
+
+def test_snapshot_then_log_tail_and_purge(tmp_path):
+    h = CoreHarness()
+    _run_workload(h)
+    txn_log = TxnLog(tmp_path / "db")
+    txn_log.append(h.logged)
+    tree = h.core.tree
+    sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
+    txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), sessions, h.now_ms)
+    before = len(h.logged)
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/after", b"x"))
+    txn_log.append(h.logged[before:])
+
+    for _ in range(3):  # more snapshots than are retained
+        txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), sessions, h.now_ms)
+    assert txn_log.purge(retain_count=1) >= 1
+    assert len(txn_log.snapshots()) == 1
+
+    fresh = ServerCore(CoreSettings(), h.now_ms)
+    info = restore(fresh, txn_log, h.now_ms)
+    assert info["snapshot_zxid"] == tree.last_zxid
+    assert _tree_view(fresh.tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_incomplete_snapshot_is_ignored(tmp_path):
+    h = CoreHarness()
+    _run_workload(h)
+    txn_log = TxnLog(tmp_path / "db")
+    txn_log.append(h.logged)
+    meta = txn_log.write_snapshot(h.core.tree.last_zxid, h.core.tree.iter_nodes(), [], h.now_ms)
+    txn_log.db.delete(b"M" + meta["zxid"].to_bytes(8, "big"))  # as if we crashed before the marker
+    assert txn_log.snapshots() == []
+    fresh = ServerCore(CoreSettings(), h.now_ms)
+    restore(fresh, txn_log, h.now_ms)
+    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
+    txn_log.close()
+
+
+def test_restored_sessions_expire_if_clients_do_not_return(tmp_path):
+    h = CoreHarness(tick_ms=1000)
+    _run_workload(h)
+    txn_log = TxnLog(tmp_path / "db")
+    txn_log.append(h.logged)
+    later = h.now_ms + 60_000
+    fresh = CoreHarness(now_ms=later, tick_ms=1000)
+    restore(fresh.core, txn_log, later)
+    assert fresh.core.tree.ephemerals
+    fresh.advance(30_000)
+    assert fresh.core.tree.ephemerals == {}
+    assert "/a/e" not in fresh.core.tree.nodes
+    txn_log.close()

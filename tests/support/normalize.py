@@ -185,3 +185,131 @@ def sequence_number(name: str) -> int:
     suffix = name[-10:]
     assert len(suffix) == 10 and suffix.isdigit(), f"{name!r} has no 10-digit suffix"
     return int(suffix)
+
+
+# --- lockstep comparison of two servers -------------------------------------------------------
+
+class Mismatch(AssertionError):
+    """Two servers answered the same step differently."""
+
+
+class Lockstep:
+    """Drive the same sessions on two servers step by step and compare every answer.
+
+    ``clients`` are made by ``connect(server_index)`` (a callable returning a RawClient);
+    session ``name`` exists on both servers and is labelled ``name`` in both normalisers.
+    ``call(name, method, *args)`` invokes the RawClient helper ``method`` on both sides,
+    normalises both replies and raises ``Mismatch`` (with ``context``, e.g. the seed, the step
+    number, the operation, both answers and the recent history) when they differ.
+    """
+
+    def __init__(self, servers, labels=("reference", "peer"), context: str = "",
+                 history: int = 25, client_kwargs: dict | None = None) -> None:
+        from tests.support.rawclient import RawClient
+
+        self._raw = RawClient
+        self.servers = list(servers)
+        self.labels = labels
+        self.context = context
+        self.normalizers = [Normalizer() for _ in self.servers]
+        self.sessions: dict[str, list] = {}
+        self.transcript: list[tuple] = []
+        self.history = history
+        self.step = 0
+        self.client_kwargs = dict(client_kwargs or {})
+        self._last_zxid: dict[tuple[str, int], int] = {}
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    def open(self, name: str, **kwargs) -> list:
+        options = {**self.client_kwargs, **kwargs}
+        clients = [self._raw("127.0.0.1", server.port, **options) for server in self.servers]
+        for normalizer, client in zip(self.normalizers, clients):
+            if client.session_id:
+                normalizer.register_session(client.session_id, name)
+        self.sessions[name] = clients
+        self._record(name, "open", [c.negotiated_timeout_ms for c in clients], compare=True)
+        return clients
+
+    def close(self, name: str) -> None:
+        self.call(name, "close_session")
+        for client in self.sessions.pop(name):
+            client.disconnect()
+
+    def disconnect_all(self) -> None:
+        for clients in self.sessions.values():
+            for client in clients:
+                client.disconnect()
+        self.sessions.clear()
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def call(self, name: str, method: str, *args, **kwargs) -> list:
+        """Run ``method`` on both sides of session ``name``; compare the normalised replies."""
+        from tests.support.rawclient import ConnectionClosed
+
+        clients = self.sessions[name]
+        replies = []
+        for client in clients:
+            try:
+                replies.append(getattr(client, method)(*args, **kwargs))
+            except ConnectionClosed:
+                replies.append("closed")
+            except TimeoutError:
+                replies.append("timeout")
+        normalized = [n.reply(reply) for n, reply in zip(self.normalizers, replies)]
+        for index, reply in enumerate(replies):
+            if not isinstance(reply, str) and reply.zxid > 0:
+                key = (name, index)
+                previous = self._last_zxid.get(key, 0)
+                if reply.zxid < previous:
+                    self._fail(name, f"{method}{args!r}", [
+                        f"reply zxid went backwards on {self.labels[index]}: "
+                        f"{previous:#x} then {reply.zxid:#x}"] * 2)
+                self._last_zxid[key] = reply.zxid
+        self._record(name, f"{method}{_short(args)}{_short(kwargs) if kwargs else ''}",
+                     normalized, compare=True)
+        return replies
+
+    def events(self, name: str, ordered: bool = True) -> list:
+        """Barrier on both sides of ``name`` and compare the notifications that arrived."""
+        from tests.support.rawclient import ConnectionClosed
+
+        collected = []
+        for normalizer, client in zip(self.normalizers, self.sessions[name]):
+            if not client.closed:
+                try:
+                    client.barrier()
+                except (ConnectionClosed, TimeoutError):
+                    pass
+            collected.append(normalizer.events(client.take_events(), ordered=ordered))
+        self._record(name, "events", collected, compare=True)
+        return collected[0]
+
+    def all_events(self, ordered: bool = True) -> None:
+        for name in list(self.sessions):
+            self.events(name, ordered=ordered)
+
+    def compare(self, what: str, values: list) -> None:
+        """Compare any already-normalised values computed per server."""
+        self._record("-", what, values, compare=True)
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _record(self, name: str, what: str, values: list, compare: bool) -> None:
+        self.step += 1
+        if compare and any(v != values[0] for v in values[1:]):
+            self._fail(name, what, values)
+        self.transcript.append((self.step, name, what, values[0]))
+
+    def _fail(self, name: str, what: str, values: list) -> None:
+        recent = "\n".join(f"  step {s} [{n}] {w} -> {v!r}"
+                           for s, n, w, v in self.transcript[-self.history:])
+        answers = "\n".join(f"  {label}: {value!r}" for label, value in zip(self.labels, values))
+        raise Mismatch(f"{self.context}first difference at step {self.step} [{name}] {what}\n"
+                       f"{answers}\nrecent steps (reference answers):\n{recent}")
+
+
+def _short(value, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -255,8 +255,11 @@ class ServerCore:
         try:
             body = self._decode_body(op_type, payload)
         except KeyError:
-            log.info("unknown opcode", session=hex(session_id & 0xFFFFFFFFFFFFFFFF), opcode=op_type)
+            # ZooKeeper answers Unimplemented and then drops the connection.
+            log.warning("unknown opcode; closing connection", opcode=op_type,
+                        session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
             self._reply_now(conn, xid, Err.UNIMPLEMENTED)
+            self._close(connection_id)
             return
         except JuteDecodeError as error:
             log.warning("malformed request", session=hex(session_id & 0xFFFFFFFFFFFFFFFF),
@@ -408,6 +411,9 @@ class ServerCore:
             return
         self.stats.record_latency(max(0, now_ms - request.received_ms))
         err = result.err
+        if request.type == OpCode.check and not err:
+            # ZooKeeper 3.8 applies a successful stand-alone check but sends no reply.
+            return
         body = b"" if err else _write_body(request.type, result)
         self._send(connection_id, reply_frame(request.xid, hdr.zxid, err, body))
         if request.type == OpCode.closeSession:

@@ -84,8 +84,10 @@ def test_sequential_names_come_from_parent_cversion():
     names = [h.call(c, OpCode.create, create("/q/n-", flags=2))[1].path for _ in range(3)]
     assert names == ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
     h.call(c, OpCode.delete, r.DeleteRequest(names[2], -1))
-    # Deletion bumps cversion too, so the next name skips ahead.
-    assert h.call(c, OpCode.create, create("/q/n-", flags=2))[1].path == "/q/n-0000000004"
+    # The suffix counts creations only; the reported cversion counts deletions too.
+    assert h.call(c, OpCode.create, create("/q/n-", flags=2))[1].path == "/q/n-0000000003"
+    _, stat, _ = h.call(c, OpCode.exists, r.ExistsRequest("/q", False))
+    assert (stat.stat.cversion, stat.stat.num_children) == (5, 3)
 
 
 def test_pipelined_requests_are_prepared_against_outstanding_changes():

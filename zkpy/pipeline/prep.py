@@ -212,7 +212,6 @@ class Prep:
     def _record_deletion(self, path: str, parent: ChangeRecord, zxid: int) -> None:
         parent = parent.duplicate(zxid)
         parent.num_children -= 1
-        parent.cversion += 1
         parent.pzxid = zxid
         self._add_change(parent)
         self._add_change(ChangeRecord(zxid, path, False))

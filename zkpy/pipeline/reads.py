@@ -105,7 +105,8 @@ def read_get_ephemerals(tree, watches, request: Request) -> bytes:
 def read_add_watch(tree, watches, request: Request) -> bytes:
     body = request.body
     if body.mode not in (AddWatchMode.PERSISTENT, AddWatchMode.PERSISTENT_RECURSIVE):
-        raise KeeperError(Err.BADARGUMENTS, body.path)
+        # ZooKeeper fails to map the mode and answers as for an undecodable request.
+        raise KeeperError(Err.MARSHALLINGERROR, body.path)
     watches.add_persistent(body.path, request.session_id,
                            body.mode == AddWatchMode.PERSISTENT_RECURSIVE)
     # ZooKeeper answers addWatch with an ErrorResponse(0) body, and the Java client reads it.
@@ -123,9 +124,11 @@ def _watch_tables(watches: WatchManager, watcher_type: int):
 
 
 def read_check_watches(tree, watches, request: Request) -> bytes:
+    # ZooKeeper 3.8's checkWatches answers OK when any session watches the path (its
+    # containsWatcher ignores the watcher at the path itself); removeWatches does not.
     body = request.body
     tables = _watch_tables(watches, body.type)
-    if not any(t.has(body.path, request.session_id) for t in tables):
+    if not any(t.by_path.get(body.path) for t in tables):
         raise KeeperError(Err.NOWATCHER, body.path)
     return _NO_BODY
 
@@ -148,7 +151,8 @@ def read_ping(tree, watches, request: Request) -> bytes:
 
 
 def read_who_am_i(tree, watches, request: Request) -> bytes:
-    infos = [r.ClientInfo(a.scheme, a.id) for a in request.auth_info]
+    infos = [r.ClientInfo(a.scheme, a.id.split(":", 1)[0] if a.scheme == "digest" else a.id)
+             for a in request.auth_info]
     return r.WhoAmIResponse.encode((infos,))
 
 

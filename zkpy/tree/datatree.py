@@ -50,11 +50,14 @@ class Node:
 
     def stat(self) -> r.Stat:
         data = self.data
-        children = self.children
+        num_children = len(self.children) if self.children else 0
+        # ``cversion`` is stored as the number of child creations (it also numbers sequential
+        # children); clients see creations plus deletions, 2 * creations - children, as
+        # ZooKeeper's DataNode.copyStat reports it.
         return tuple.__new__(r.Stat, (
-            self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
-            self.aversion, self.ephemeral_owner, len(data) if data else 0,
-            len(children) if children else 0, self.pzxid))
+            self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+            2 * self.cversion - num_children, self.aversion, self.ephemeral_owner,
+            len(data) if data else 0, num_children, self.pzxid))
 
     def num_children(self) -> int:
         return len(self.children) if self.children else 0
@@ -92,13 +95,14 @@ class DataTree:
     # -- set-up ------------------------------------------------------------------------------
 
     def _install_system_nodes(self) -> None:
-        # The values match a fresh ZooKeeper 3.8, quirks included (root cversion -1,
-        # /zookeeper cversion -2, /zookeeper/config read-only with aversion -1).
-        def system(acl, cversion=0, aversion=0):
-            return Node(b"", self.intern_acl(acl), 0, 0, 0, 0, 0, cversion, aversion, 0, 0)
+        # The values match a fresh ZooKeeper 3.8, quirks included (no child was ever created,
+        # so root and /zookeeper report cversion -1 and -2; /zookeeper/config is read-only
+        # with aversion -1).
+        def system(acl, aversion=0):
+            return Node(b"", self.intern_acl(acl), 0, 0, 0, 0, 0, 0, aversion, 0, 0)
 
-        self.nodes["/"] = system(OPEN_ACL, cversion=-1)
-        self.nodes["/zookeeper"] = system(OPEN_ACL, cversion=-2)
+        self.nodes["/"] = system(OPEN_ACL)
+        self.nodes["/zookeeper"] = system(OPEN_ACL)
         self.nodes["/zookeeper/quota"] = system(OPEN_ACL)
         self.nodes["/zookeeper/config"] = system(READ_ACL, aversion=-1)
         self.nodes["/"].children = {"zookeeper"}
@@ -193,7 +197,6 @@ class DataTree:
         parent_path = paths.parent_of(path)
         parent = self.nodes[parent_path]
         parent.children.discard(paths.name_of(path))
-        parent.cversion += 1
         if zxid > parent.pzxid:
             parent.pzxid = zxid
         owner = node.ephemeral_owner

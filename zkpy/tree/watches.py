@@ -44,9 +44,10 @@ class WatchTable:
         watchers = self.by_path.get(path)
         if watchers is None:
             watchers = self.by_path[path] = {}
+        # One mode per session and path: a later registration replaces the earlier one, so a
+        # one-shot getData on a persistently watched path turns it one-shot (ZooKeeper 3.8's
+        # WatcherModeManager does the same).
         previous = watchers.get(session_id)
-        if previous is not None and previous != STANDARD and mode == STANDARD:
-            return  # a persistent watch already covers a standard one on the same path
         if previous == PERSISTENT_RECURSIVE:
             self.recursive_count -= 1
         if mode == PERSISTENT_RECURSIVE:

@@ -1,0 +1,692 @@
+"""A ZooKeeper load generator in the spirit of ClickHouse's keeper-bench.
+
+It speaks the raw client protocol (jute records over asyncio + uvloop, no client library), so
+the numbers are the server's and the generator's, not a client library's. N sessions each keep
+D requests outstanding (pipelining depth D): every reply that comes back is replaced at once by
+a new request, so the server always has up to N x D requests to work on.
+
+Workloads (``--workload``):
+
+* ``get``: getData of existing nodes (``--nodes`` of them, ``--value-bytes`` each);
+* ``set``: setData (version -1) of the same nodes;
+* ``create``: create EPHEMERAL_SEQUENTIAL nodes under one parent (removed when the sessions
+  close);
+* ``mix``: ``--get-ratio`` gets (default 0.9) and the rest sets, interleaved in a fixed
+  shuffled order.
+
+Phases: setup (one session creates the nodes, under a fresh ``/zkbench/<tag>``), warm-up
+(``--warmup-s``, load but nothing recorded), measurement (``--duration-s``), drain (no new
+requests; the outstanding ones are awaited) and close (closeSession, so ephemerals go away).
+
+A run is *valid* only if it had no error reply, no reply out of xid order (ZooKeeper answers
+each session's requests in the order they were sent), no wrong reply body, no lost connection
+and at least one completed operation. Reply bodies are checked on a sample (each session's
+first reply, then one in 64): getData must return the value written, setData a Stat with that
+length, create a path ending in a 10-digit sequence number. Reported: ops/s over the measurement window, latency percentiles
+(p50/p99/p999, ms, from send to reply), the generator's own CPU use (near 100% of one core
+means the generator, not the server, was the bottleneck) and, with ``--server-pid``, the
+server's CPU use over the window.
+
+Sessions are kept alive by pings when they have sent nothing for a third of the session timeout
+(under load every request already renews the session).
+
+    python -m zkpy.bench.loadgen --hosts 127.0.0.1:2181 --sessions 32 --depth 16 \\
+        --workload mix --duration-s 5 --warmup-s 1 [--json]
+
+Exit status: 0 for a valid run, 2 for an invalid one, 1 if the run could not happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import gc
+import json
+import math
+import os
+import random
+import socket
+import struct
+import sys
+import time
+import uuid
+from typing import Any
+
+from jute import records as r
+from jute.constants import CreateMode, Err, OpCode, Perms
+from jute.framing import frame
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency; fall back to asyncio's loop
+    uvloop = None
+
+WORKLOADS = ("get", "set", "create", "mix")
+
+_LEN = struct.Struct(">i")
+_REQ = struct.Struct(">iii")  # frame length, xid, opcode
+_REPLY = struct.Struct(">iqi")  # xid, zxid, err
+_PING = _REQ.pack(8, -2, OpCode.ping)
+_OPEN_ACL = [r.ACL(Perms.ALL, r.Id("world", "anyone"))]
+_OP_NAMES = {OpCode.getData: "get", OpCode.setData: "set", OpCode.create: "create"}
+perf_counter = time.perf_counter
+
+
+class BenchError(Exception):
+    """The run could not be carried out (connection refused, session rejected, setup failed)."""
+
+
+class _Stats:
+    """Counters shared by the sessions of one run."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.issuing = False
+        self.latencies: dict[int, list[float]] = collections.defaultdict(list)
+        self.errors: collections.Counter[int] = collections.Counter()
+        self.window_errors = 0
+        self.order_violations = 0
+        self.unexpected_replies = 0
+        self.verified_replies = 0
+        self.bad_replies = 0
+        self.first_bad_reply: str | None = None
+        self.notifications = 0
+        self.pings_sent = 0
+        self.ping_replies = 0
+        self.lost_connections: list[str] = []
+
+
+class Session(asyncio.Protocol):
+    """One ZooKeeper session on its own connection."""
+
+    def __init__(self, stats: _Stats, name: str, depth: int, timeout_ms: int) -> None:
+        self.stats = stats
+        self.name = name
+        self.depth = depth
+        self.requested_timeout_ms = timeout_ms
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.connected: asyncio.Future | None = None
+        self.session_id = 0
+        self.timeout_ms = 0
+        self.next_xid = 1
+        # (xid, send time, opcode, future or None); replies must come back in this order.
+        self.pending: collections.deque = collections.deque()
+        self.ops: list[tuple[int, bytes]] = []
+        self.value = b""  # what getData must return and setData/create wrote
+        self.eph_prefix = ""  # the path create must return, before its sequence number
+        self.op_index = 0
+        self.last_send = perf_counter()
+        self.closing = False
+        self.lost = False
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass
+        self.connected = asyncio.get_running_loop().create_future()
+        request = r.ConnectRequest(protocol_version=0, last_zxid_seen=0,
+                                   timeout_ms=self.requested_timeout_ms, session_id=0,
+                                   passwd=bytes(16), read_only=False)
+        transport.write(frame(r.ConnectRequest.encode(request)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.closing:
+            self.stats.lost_connections.append(f"{self.name}: {exc or 'closed by server'}")
+        if self.connected is not None and not self.connected.done():
+            self.connected.set_exception(BenchError(f"{self.name}: connection closed during "
+                                                    f"the handshake ({exc or 'by the server'})"))
+        while self.pending:
+            future = self.pending.popleft()[3]
+            if future is not None and not future.done():
+                future.set_exception(BenchError(f"{self.name}: connection lost"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        size = len(buf)
+        off = 0
+        now = perf_counter()
+        stats = self.stats
+        pending = self.pending
+        while size - off >= 4:
+            end = off + 4 + _LEN.unpack_from(buf, off)[0]
+            if end > size:
+                break
+            if not self.connected.done():
+                self._connect_reply(buf[off + 4:end])
+                off = end
+                continue
+            xid, _zxid, err = _REPLY.unpack_from(buf, off + 4)
+            if xid >= 0:
+                if not pending:
+                    stats.unexpected_replies += 1
+                else:
+                    sent_xid, sent_at, opcode, future = pending.popleft()
+                    if sent_xid != xid:
+                        stats.order_violations += 1
+                    if future is not None:
+                        if not future.done():
+                            future.set_result((err, buf[off + 20:end]))
+                    elif err:
+                        stats.errors[err] += 1
+                        if stats.recording:
+                            stats.window_errors += 1
+                    else:
+                        if stats.recording:
+                            stats.latencies[opcode].append(now - sent_at)
+                        if xid & 63 == 1:  # the first reply, then one in 64
+                            self.verify(opcode, buf[off + 20:end])
+            elif xid == -2:
+                stats.ping_replies += 1
+            elif xid == -1:
+                stats.notifications += 1
+            else:
+                stats.unexpected_replies += 1
+            off = end
+        self.buf = buf[off:] if off < size else b""
+        if stats.issuing and self.ops:
+            self.refill(now)
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def _connect_reply(self, payload: bytes) -> None:
+        try:
+            response, _ = r.ConnectResponse.decode_from(payload, 0)
+        except Exception as exc:  # noqa: BLE001
+            self.connected.set_exception(BenchError(f"{self.name}: bad ConnectResponse: {exc}"))
+            return
+        if response.timeout_ms <= 0:
+            self.connected.set_exception(BenchError(f"{self.name}: session rejected"))
+            return
+        self.session_id = response.session_id
+        self.timeout_ms = response.timeout_ms
+        self.connected.set_result(response)
+
+    def verify(self, opcode: int, body: bytes) -> None:
+        """Check that a reply body is the record, and the value, the request calls for."""
+        stats = self.stats
+        stats.verified_replies += 1
+        value = self.value
+        problem = None
+        try:
+            if opcode == OpCode.getData:
+                response = r.GetDataResponse.decode(body)
+                if (response.data or b"") != value or response.stat.data_length != len(value):
+                    problem = (f"getData returned {len(response.data or b'')} B "
+                               f"(stat.dataLength {response.stat.data_length}), "
+                               f"expected the {len(value)} B written")
+            elif opcode == OpCode.setData:
+                response = r.SetDataResponse.decode(body)
+                if response.stat.data_length != len(value):
+                    problem = (f"setData stat.dataLength {response.stat.data_length}, "
+                               f"expected {len(value)}")
+            elif opcode == OpCode.create:
+                path = r.CreateResponse.decode(body).path
+                suffix = path[len(self.eph_prefix):] if path.startswith(self.eph_prefix) else ""
+                if len(suffix) != 10 or not suffix.isdigit():
+                    problem = f"create returned {path!r}, expected {self.eph_prefix}NNNNNNNNNN"
+        except Exception as exc:  # noqa: BLE001 - any undecodable reply is a finding
+            problem = f"opcode {opcode}: undecodable reply body ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            stats.bad_replies += 1
+            if stats.first_bad_reply is None:
+                stats.first_bad_reply = problem
+
+    def refill(self, now: float) -> None:
+        """Top the session up to ``depth`` outstanding requests."""
+        want = self.depth - len(self.pending)
+        if want <= 0 or self.lost:
+            return
+        ops = self.ops
+        count = len(ops)
+        index = self.op_index
+        xid = self.next_xid
+        pending = self.pending
+        parts = []
+        for _ in range(want):
+            opcode, body = ops[index]
+            index += 1
+            if index == count:
+                index = 0
+            parts.append(_REQ.pack(len(body) + 8, xid, opcode))
+            parts.append(body)
+            pending.append((xid, now, opcode, None))
+            xid += 1
+        self.op_index = index
+        self.next_xid = xid
+        self.last_send = now
+        self.transport.write(b"".join(parts))
+
+    def call(self, opcode: int, body: bytes = b"") -> asyncio.Future:
+        """Send one request; the future gives (err, reply body)."""
+        future = asyncio.get_running_loop().create_future()
+        if self.lost:
+            future.set_exception(BenchError(f"{self.name}: connection lost"))
+            return future
+        xid = self.next_xid
+        self.next_xid += 1
+        now = perf_counter()
+        self.pending.append((xid, now, opcode, future))
+        self.last_send = now
+        self.transport.write(_REQ.pack(len(body) + 8, xid, opcode) + body)
+        return future
+
+    def ping_if_idle(self, interval_s: float) -> None:
+        if not self.lost and not self.closing and perf_counter() - self.last_send >= interval_s:
+            self.last_send = perf_counter()
+            self.stats.pings_sent += 1
+            self.transport.write(_PING)
+
+    async def close(self, timeout_s: float) -> None:
+        if self.lost or self.transport is None:
+            return
+        self.closing = True
+        try:
+            await asyncio.wait_for(self.call(OpCode.closeSession), timeout_s)
+        except (asyncio.TimeoutError, BenchError):
+            pass
+        finally:
+            self.transport.close()
+
+
+async def _connect(loop, stats: _Stats, host: str, port: int, name: str, depth: int,
+                   timeout_ms: int, connect_timeout_s: float) -> Session:
+    try:
+        _, session = await asyncio.wait_for(
+            loop.create_connection(lambda: Session(stats, name, depth, timeout_ms), host, port),
+            connect_timeout_s)
+        await asyncio.wait_for(session.connected, connect_timeout_s)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise BenchError(f"{name}: cannot connect to {host}:{port}: "
+                         f"{type(exc).__name__} {exc}") from exc
+    return session
+
+
+def _parse_hosts(hosts: str) -> list[tuple[str, int]]:
+    result = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        result.append((host or "127.0.0.1", int(port)))
+    if not result:
+        raise ValueError("no host given")
+    return result
+
+
+def _check(err: int, what: str, allowed: tuple[int, ...] = ()) -> None:
+    if err and err not in allowed:
+        raise BenchError(f"setup: {what} failed with {_err_name(err)}")
+
+
+def _err_name(code: int) -> str:
+    try:
+        return Err(code).name
+    except ValueError:
+        return str(code)
+
+
+async def _setup(session: Session, base: str, nodes: int, value: bytes) -> None:
+    """Create ``base`` (and /zkbench), the value nodes and the parent of the ephemerals."""
+    def create(path: str, data: bytes) -> asyncio.Future:
+        body = r.CreateRequest.encode(r.CreateRequest(path, data, _OPEN_ACL,
+                                                      CreateMode.PERSISTENT))
+        return session.call(OpCode.create, body)
+
+    err, _ = await create("/zkbench", b"")
+    _check(err, "create /zkbench", (Err.NODEEXISTS,))
+    err, _ = await create(base, b"")
+    _check(err, f"create {base}")
+    futures = [create(f"{base}/n{i}", value) for i in range(nodes)]
+    futures.append(create(f"{base}/eph", b""))
+    for err, _ in await asyncio.gather(*futures):
+        _check(err, f"create under {base}")
+
+
+def _build_ops(workload: str, base: str, nodes: int, value: bytes, get_ratio: float,
+               session_index: int, seed: int) -> list[tuple[int, bytes]]:
+    """The cyclic list of (opcode, body) one session sends."""
+    gets = [(OpCode.getData, r.GetDataRequest.encode(r.GetDataRequest(f"{base}/n{i}", False)))
+            for i in range(nodes)]
+    sets = [(OpCode.setData,
+             r.SetDataRequest.encode(r.SetDataRequest(f"{base}/n{i}", value, -1)))
+            for i in range(nodes)]
+    # Sessions start at different nodes so they do not all hit the same one at once.
+    shift = (session_index * 7919) % nodes
+    gets = gets[shift:] + gets[:shift]
+    sets = sets[shift:] + sets[:shift]
+    if workload == "get":
+        return gets
+    if workload == "set":
+        return sets
+    if workload == "create":
+        body = r.CreateRequest.encode(r.CreateRequest(f"{base}/eph/e-", value, _OPEN_ACL,
+                                                      CreateMode.EPHEMERAL_SEQUENTIAL))
+        return [(OpCode.create, body)]
+    if workload == "mix":
+        length = max(1000, nodes * 10)
+        n_get = round(length * get_ratio)
+        kinds = [True] * n_get + [False] * (length - n_get)
+        random.Random(seed * 1_000_003 + session_index).shuffle(kinds)
+        ops = []
+        gi = si = 0
+        for is_get in kinds:
+            if is_get:
+                ops.append(gets[gi % nodes])
+                gi += 1
+            else:
+                ops.append(sets[si % nodes])
+                si += 1
+        return ops
+    raise ValueError(f"unknown workload {workload!r}")
+
+
+def _cpu_seconds_of(pid: int | None) -> float | None:
+    """utime + stime of a process and of the processes in its process group (the servers are
+    started as group leaders), all threads included; None if it cannot be read."""
+    if pid is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    found = False
+    try:
+        entries = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    for name in entries:
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            if int(name) == pid or int(fields[2]) == pid:
+                total += int(fields[11]) + int(fields[12])
+                found = found or int(name) == pid
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / ticks if found else None
+
+
+def _percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _latency_summary(values: list[float]) -> dict[str, float | None]:
+    values = sorted(values)
+    ms = 1000.0
+    summary: dict[str, float | None] = {}
+    for label, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        value = _percentile(values, p)
+        summary[label] = None if value is None else value * ms
+    summary["mean"] = (sum(values) / len(values) * ms) if values else None
+    summary["max"] = values[-1] * ms if values else None
+    return summary
+
+
+async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str = "get",
+                    value_bytes: int = 100, duration_s: float = 5.0, warmup_s: float = 1.0,
+                    nodes: int = 100, get_ratio: float = 0.9,
+                    session_timeout_ms: int = 30_000, ping_interval_s: float | None = None,
+                    connect_timeout_s: float = 10.0, setup_timeout_s: float = 60.0,
+                    drain_timeout_s: float = 15.0,
+                    seed: int = 1, server_pid: int | None = None,
+                    progress=None) -> dict[str, Any]:
+    """Carry out one run and return its result (see ``run``)."""
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload must be one of {WORKLOADS}")
+    if sessions < 1 or depth < 1 or nodes < 1 or duration_s <= 0 or warmup_s < 0:
+        raise ValueError("sessions, depth, nodes and duration must be positive")
+    loop = asyncio.get_running_loop()
+    addresses = _parse_hosts(hosts)
+    stats = _Stats()
+    value = bytes((i * 31 + 7) & 0xFF for i in range(value_bytes))
+    base = f"/zkbench/{uuid.uuid4().hex[:12]}"
+    result: dict[str, Any] = {
+        "benchmark": "loadgen", "hosts": hosts, "workload": workload, "sessions": sessions,
+        "depth": depth, "value_bytes": value_bytes, "nodes": nodes,
+        "get_ratio": get_ratio if workload == "mix" else None,
+        "duration_s": duration_s, "warmup_s": warmup_s, "base_path": base,
+        "event_loop": "uvloop" if uvloop is not None and isinstance(
+            loop, uvloop.Loop) else type(loop).__name__,
+    }
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
+    # Setup.
+    host, port = addresses[0]
+    setup_session = await _connect(loop, stats, host, port, "setup", 1, session_timeout_ms,
+                                   connect_timeout_s)
+    try:
+        await asyncio.wait_for(_setup(setup_session, base, nodes, value), setup_timeout_s)
+    except asyncio.TimeoutError as exc:
+        raise BenchError(f"setup: no reply within {setup_timeout_s:g} s") from exc
+    finally:
+        await setup_session.close(5.0)
+    say(f"setup done: {nodes} nodes of {value_bytes} B under {base}")
+
+    # Sessions.
+    connect_started = perf_counter()
+    clients = await asyncio.gather(*[
+        _connect(loop, stats, *addresses[i % len(addresses)], f"session{i}", depth,
+                 session_timeout_ms, connect_timeout_s)
+        for i in range(sessions)], return_exceptions=True)
+    failures = [c for c in clients if isinstance(c, BaseException)]
+    live = [c for c in clients if isinstance(c, Session)]
+    if failures:
+        await asyncio.gather(*[c.close(2.0) for c in live])
+        raise BenchError(f"{len(failures)} of {sessions} sessions failed to connect: "
+                         f"{failures[0]}")
+    result["connect_s"] = perf_counter() - connect_started
+    negotiated = min(c.timeout_ms for c in clients)
+    result["session_timeout_ms"] = negotiated
+    interval = ping_interval_s if ping_interval_s is not None else negotiated / 3000.0
+    for index, client in enumerate(clients):
+        client.ops = _build_ops(workload, base, nodes, value, get_ratio, index, seed)
+        client.value = value
+        client.eph_prefix = f"{base}/eph/e-"
+
+    async def pinger() -> None:
+        while True:
+            await asyncio.sleep(min(1.0, interval / 2))
+            for client in clients:
+                client.ping_if_idle(interval)
+
+    ping_task = loop.create_task(pinger())
+    # The hot path makes no reference cycles: keep the collector from pausing the measurement.
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        # Warm-up, then the measured window.
+        stats.issuing = True
+        now = perf_counter()
+        for client in clients:
+            client.refill(now)
+        if warmup_s:
+            say(f"warm-up {warmup_s:g} s")
+            await asyncio.sleep(warmup_s)
+        say(f"measuring {duration_s:g} s")
+        cpu_before = time.process_time()
+        server_cpu_before = _cpu_seconds_of(server_pid)
+        stats.recording = True
+        window_start = perf_counter()
+        await asyncio.sleep(duration_s)
+        stats.recording = False
+        window_end = perf_counter()
+        cpu_after = time.process_time()
+        server_cpu_after = _cpu_seconds_of(server_pid)
+        stats.issuing = False
+
+        # Drain what is outstanding.
+        deadline = perf_counter() + drain_timeout_s
+        while any(c.pending and not c.lost for c in clients) and perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        undrained = sum(len(c.pending) for c in clients if not c.lost)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        ping_task.cancel()
+        stats.issuing = False
+        await asyncio.gather(*[c.close(5.0) for c in clients], return_exceptions=True)
+
+    window = window_end - window_start
+    all_latencies = [v for values in stats.latencies.values() for v in values]
+    ops = len(all_latencies)
+    result.update({
+        "window_s": window,
+        "ops": ops,
+        "ops_per_s": ops / window if window > 0 else 0.0,
+        "latency_ms": _latency_summary(all_latencies),
+        "per_op": {
+            _OP_NAMES.get(opcode, str(opcode)): {
+                "ops": len(values), "ops_per_s": len(values) / window,
+                "latency_ms": _latency_summary(values)}
+            for opcode, values in sorted(stats.latencies.items())},
+        "errors": {_err_name(code): count for code, count in stats.errors.items()},
+        "error_count": sum(stats.errors.values()),
+        "window_error_count": stats.window_errors,
+        "order_violations": stats.order_violations,
+        "unexpected_replies": stats.unexpected_replies,
+        "verified_replies": stats.verified_replies,
+        "bad_replies": stats.bad_replies,
+        "lost_connections": stats.lost_connections,
+        "undrained_requests": undrained,
+        "notifications": stats.notifications,
+        "pings_sent": stats.pings_sent,
+        "ping_replies": stats.ping_replies,
+        "client_cpu_util": (cpu_after - cpu_before) / window if window > 0 else None,
+        "server_cpu_util": ((server_cpu_after - server_cpu_before) / window
+                            if server_cpu_before is not None and server_cpu_after is not None
+                            and window > 0 else None),
+    })
+    reasons = []
+    if result["error_count"]:
+        reasons.append(f"{result['error_count']} error replies: {result['errors']}")
+    if stats.order_violations:
+        reasons.append(f"{stats.order_violations} replies out of xid order")
+    if stats.bad_replies:
+        reasons.append(f"{stats.bad_replies} of {stats.verified_replies} checked replies were "
+                       f"wrong, e.g. {stats.first_bad_reply}")
+    if stats.unexpected_replies:
+        reasons.append(f"{stats.unexpected_replies} unexpected replies")
+    if stats.lost_connections:
+        reasons.append(f"{len(stats.lost_connections)} connections lost: "
+                       f"{stats.lost_connections[0]}")
+    if undrained:
+        reasons.append(f"{undrained} requests unanswered {drain_timeout_s:g} s after the window")
+    if ops == 0:
+        reasons.append("no operation completed in the window")
+    result["valid"] = not reasons
+    result["invalid_reasons"] = reasons
+    return result
+
+
+def run(hosts: str, timeout_s: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run one benchmark in a fresh event loop (uvloop when available).
+
+    ``kwargs`` are ``run_async``'s. Raises ``BenchError`` when the run cannot happen at all
+    (including when it takes longer than ``timeout_s``, by default warm-up + duration + 120 s);
+    a run that happened but saw errors is returned with ``valid: False`` and
+    ``invalid_reasons``.
+    """
+    timeout = timeout_s if timeout_s is not None else (
+        kwargs.get("warmup_s", 1.0) + kwargs.get("duration_s", 5.0) + 120.0)
+
+    async def guarded() -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(run_async(hosts, **kwargs), timeout)
+        except asyncio.TimeoutError as exc:
+            raise BenchError(f"the run did not finish within {timeout:g} s") from exc
+
+    if uvloop is not None:
+        return uvloop.run(guarded())
+    return asyncio.run(guarded())
+
+
+def format_text(result: dict[str, Any]) -> str:
+    lat = result["latency_ms"]
+
+    def ms(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = [
+        f"{result['workload']} {result['sessions']}x{result['depth']} "
+        f"value={result['value_bytes']}B on {result['hosts']} "
+        f"({result['window_s']:.2f} s window, {result['event_loop']})",
+        f"  {result['ops_per_s']:,.0f} ops/s ({result['ops']:,} ops)  latency ms: "
+        f"p50 {ms(lat['p50'])}  p99 {ms(lat['p99'])}  p999 {ms(lat['p999'])}  "
+        f"max {ms(lat['max'])}",
+    ]
+    if len(result["per_op"]) > 1:
+        for name, op in result["per_op"].items():
+            lines.append(f"    {name}: {op['ops_per_s']:,.0f} ops/s  p50 "
+                         f"{ms(op['latency_ms']['p50'])}  p99 {ms(op['latency_ms']['p99'])}")
+    cpu = result["client_cpu_util"]
+    server_cpu = result["server_cpu_util"]
+    lines.append(f"  generator CPU {cpu * 100:.0f}% of a core"
+                 + (f", server CPU {server_cpu * 100:.0f}%" if server_cpu is not None else ""))
+    lines.append("  VALID" if result["valid"] else
+                 "  INVALID: " + "; ".join(result["invalid_reasons"]))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m zkpy.bench.loadgen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", required=True, help="host:port[,host:port...]; sessions are "
+                        "spread over them round-robin")
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--depth", type=int, default=1, help="requests outstanding per session")
+    parser.add_argument("--workload", choices=WORKLOADS, default="get")
+    parser.add_argument("--get-ratio", type=float, default=0.9, help="share of gets in mix")
+    parser.add_argument("--value-bytes", type=int, default=100)
+    parser.add_argument("--nodes", type=int, default=100, help="nodes read/written")
+    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--warmup-s", type=float, default=1.0)
+    parser.add_argument("--session-timeout-ms", type=int, default=30_000)
+    parser.add_argument("--ping-interval-s", type=float, default=None,
+                        help="ping a session idle this long (default: timeout/3)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="report this process's CPU use over the window")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = None if args.quiet else (lambda m: print(f"[loadgen] {m}", file=sys.stderr,
+                                                        flush=True))
+    try:
+        result = run(args.hosts, sessions=args.sessions, depth=args.depth,
+                     workload=args.workload, value_bytes=args.value_bytes,
+                     duration_s=args.duration_s, warmup_s=args.warmup_s, nodes=args.nodes,
+                     get_ratio=args.get_ratio, session_timeout_ms=args.session_timeout_ms,
+                     ping_interval_s=args.ping_interval_s, seed=args.seed,
+                     server_pid=args.server_pid, progress=progress)
+    except (BenchError, ValueError) as exc:
+        if args.json:
+            print(json.dumps({"benchmark": "loadgen", "valid": False, "failed": str(exc)}))
+        else:
+            print(f"loadgen failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else format_text(result))
+    return 0 if result["valid"] else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

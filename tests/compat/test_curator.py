@@ -44,10 +44,16 @@ def scenario_classpath() -> tuple[str, ...]:
     return (str(classes), *jars)
 
 
-def run_scenarios(connect_string: str, scenarios: list[str], timeout_s: float = 240.0):
+def run_scenarios(connect_string: str, scenarios: list[str], timeout_s: float = 150.0):
     command = javatools.java_command(MAIN_CLASS, list(scenario_classpath()),
                                      [connect_string, *scenarios], JVM_OPTIONS)
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as timeout:
+        def text(data):
+            return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+        raise AssertionError(f"CuratorScenarios {scenarios} did not exit within {timeout_s}s\n"
+                             f"stdout:\n{text(timeout.stdout)}\nstderr:\n{text(timeout.stderr)[-5000:]}")
     lines = {}
     for line in result.stdout.splitlines():
         line = line.strip()

@@ -63,8 +63,8 @@ import org.apache.zookeeper.data.Stat;
  * asserts how long anything takes.
  */
 public final class CuratorScenarios {
-    static final long WAIT_MS = 30_000;
-    static final long SCENARIO_TIMEOUT_S = 120;
+    static final long WAIT_MS = 20_000;
+    static final long SCENARIO_TIMEOUT_S = 60;
 
     final String connectString;
     final List<CuratorFramework> clients = new CopyOnWriteArrayList<>();

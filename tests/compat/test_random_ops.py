@@ -232,8 +232,10 @@ def test_random_ops_lockstep(server_pair, seed):
     try:
         for name in SESSIONS:
             driver.open(name)
-        for _ in range(steps()):
+        for index in range(steps()):
+            ls.where = f"random op {index} of {steps()}"
             driver.step()
+        ls.where = "final tree comparison"
         driver.compare_trees()
     except Mismatch:
         raise

@@ -66,6 +66,22 @@ def test_data_exists_child_watches(server_factory, server_kind, raw_factory):
     assert events_after(w) == [("NodeDeleted", SYNC, "/a/y")]
 
 
+def test_failed_reads_leave_no_watch(server_factory, server_kind, raw_factory):
+    """Only exists sets a watch on a missing node; getData/getChildren answering NONODE
+    leave none behind."""
+    _, (w, c) = setup(server_factory, server_kind, raw_factory)
+    assert w.get_data("/x", watch=True).err == Err.NONODE
+    assert w.get_children("/y", watch=True).err == Err.NONODE
+    assert w.get_children2("/z", watch=True).err == Err.NONODE
+    c.create("/x")
+    c.create("/y")
+    c.create("/y/kid")
+    c.create("/z")
+    c.delete("/x")
+    assert events_after(w) == []
+    assert w.check_watches("/x", WatcherType.Any).err == Err.NOWATCHER
+
+
 def test_notification_header(server_factory, server_kind, raw_factory):
     """Notifications use xid -1; 3.8.0 puts zxid -1 and err 0 in their ReplyHeader."""
     _, (w, c) = setup(server_factory, server_kind, raw_factory)

@@ -216,6 +216,7 @@ class Lockstep:
         self.transcript: list[tuple] = []
         self.history = history
         self.step = 0
+        self.where = ""  # set by drivers, e.g. "op 17": shown with a mismatch
         self.client_kwargs = dict(client_kwargs or {})
         self._last_zxid: dict[tuple[str, int], int] = {}
 
@@ -306,7 +307,9 @@ class Lockstep:
         recent = "\n".join(f"  step {s} [{n}] {w} -> {v!r}"
                            for s, n, w, v in self.transcript[-self.history:])
         answers = "\n".join(f"  {label}: {value!r}" for label, value in zip(self.labels, values))
-        raise Mismatch(f"{self.context}first difference at step {self.step} [{name}] {what}\n"
+        where = f" ({self.where})" if self.where else ""
+        raise Mismatch(f"{self.context}first difference at step {self.step}{where} [{name}] "
+                       f"{what}\n"
                        f"{answers}\nrecent steps (reference answers):\n{recent}")
 
 

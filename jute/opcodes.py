@@ -105,6 +105,9 @@ MULTI_OP_RECORDS: dict[int, type] = {
     OpCode.getData: r.GetDataRequest,
 }
 
+MULTI_WRITE_OPS = frozenset((OpCode.create, OpCode.create2, OpCode.createContainer,
+                             OpCode.createTTL, OpCode.delete, OpCode.setData, OpCode.check))
+MULTI_READ_OPS = frozenset((OpCode.getChildren, OpCode.getData))
 MAX_MULTI_OPS = 100_000
 _END = r.MultiHeader.encode(r.MultiHeader(-1, True, -1))
 
@@ -124,15 +127,16 @@ class MultiResult(NamedTuple):
     response: tuple | None
 
 
-def decode_multi_request(buf: bytes, off: int = 0) -> list[MultiOp]:
-    """Decode the ops of a multi/multiRead body; unknown op types are an error."""
+def decode_multi_request(buf: bytes, off: int = 0, allowed: frozenset | None = None) -> list[MultiOp]:
+    """Decode the ops of a multi/multiRead body; unknown op types are an error, and so are
+    types outside ``allowed`` (a multi takes only writes, a multiRead only reads)."""
     ops: list[MultiOp] = []
     while True:
         header, off = r.MultiHeader.decode_from(buf, off)
         if header.done:
             return ops
         record = MULTI_OP_RECORDS.get(header.type)
-        if record is None:
+        if record is None or (allowed is not None and header.type not in allowed):
             raise JuteDecodeError(f"invalid op type {header.type} in multi")
         if len(ops) >= MAX_MULTI_OPS:
             raise JuteDecodeError("too many ops in multi")

@@ -26,7 +26,8 @@ import structlog
 from jute import Err, KeeperState, OpCode, Xid
 from jute import records as r
 from jute.errors import JuteDecodeError
-from jute.opcodes import MultiResult, REQUEST_RECORDS, decode_multi_request, encode_multi_response
+from jute.opcodes import (MULTI_READ_OPS, MULTI_WRITE_OPS, MultiResult, REQUEST_RECORDS,
+                          decode_multi_request, encode_multi_response)
 
 from zkpy.pipeline.prep import Prep, PrepSettings, WRITE_OPS
 from zkpy.pipeline.reads import READ_HANDLERS
@@ -190,19 +191,14 @@ class ServerCore:
         session_id = request.session_id
         session = self.sessions.get(session_id)
         expected = session_password(session_id, self.settings.session_secret)
+        # ZooKeeper drops the session's current connection before it checks the password.
+        self._detach_previous(session_id, conn.connection_id)
         if session is None or session.closing or request.passwd != expected:
             log.info("session expired or invalid on reconnect",
                      session=hex(session_id & 0xFFFFFFFFFFFFFFFF), client=conn.client_ip)
             self._send(conn.connection_id, self._connect_response(0, 0, bytes(16)))
             self._close(conn.connection_id)
             return
-        previous = self.session_connection.get(session_id)
-        if previous is not None and previous != conn.connection_id:
-            self.watches.remove_session(session_id)
-            self._close(previous)
-            old = self.connections.get(previous)
-            if old is not None:
-                old.session_id = 0
         conn.session_id = session_id
         self.session_connection[session_id] = conn.connection_id
         self.sessions.touch(session_id, now_ms)
@@ -211,19 +207,30 @@ class ServerCore:
         self._send(conn.connection_id,
                    self._connect_response(session_id, session.timeout_ms, expected))
 
+    def _detach_previous(self, session_id: int, connection_id: int) -> None:
+        previous = self.session_connection.get(session_id)
+        if previous is None or previous == connection_id:
+            return
+        del self.session_connection[session_id]
+        self.watches.remove_session(session_id)
+        self._close(previous)
+        old = self.connections.get(previous)
+        if old is not None:
+            old.session_id = 0
+
     def _connect_response(self, session_id: int, timeout_ms: int, passwd: bytes) -> bytes:
         body = r.ConnectResponse.encode(r.ConnectResponse(0, timeout_ms, session_id, passwd, False))
         return _LENGTH.pack(len(body)) + body
 
     # -- requests -----------------------------------------------------------------------------
 
-    def handle_auth(self, connection_id: int, packet: r.AuthPacket) -> None:
+    def handle_auth(self, connection_id: int, packet: r.AuthPacket, xid: int = Xid.AUTH) -> None:
         conn = self.connections[connection_id]
         self.stats.packets_received += 1
         if packet.scheme != "digest" or packet.auth is None:
             log.warning("authentication failed: unsupported scheme", connection=connection_id,
                         session=hex(conn.session_id & 0xFFFFFFFFFFFFFFFF), scheme=packet.scheme)
-            self._send(connection_id, reply_frame(Xid.AUTH, 0, Err.AUTHFAILED))
+            self._send(connection_id, reply_frame(xid, 0, Err.AUTHFAILED))
             self._close(connection_id)
             return
         credentials = packet.auth.decode("utf-8", errors="replace")
@@ -232,7 +239,7 @@ class ServerCore:
         if self.settings.super_digest and digest == self.settings.super_digest:
             ids.append(r.Id("super", ""))
         conn.auth_info = conn.auth_info + tuple(i for i in ids if i not in conn.auth_info)
-        self._send(connection_id, reply_frame(Xid.AUTH, 0, 0))
+        self._send(connection_id, reply_frame(xid, 0, 0))
 
     def handle_request(self, connection_id: int, xid: int, op_type: int, payload: bytes,
                        now_ms: int) -> None:
@@ -247,10 +254,14 @@ class ServerCore:
             return
         if op_type == OpCode.auth:
             try:
-                self.handle_auth(connection_id, r.AuthPacket.decode(payload))
-                self.stats.packets_received -= 1
+                packet = r.AuthPacket.decode_from(payload, 8)[0]
             except JuteDecodeError:
+                log.warning("malformed auth packet; closing connection",
+                            session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
                 self._close(connection_id)
+                return
+            self.stats.packets_received -= 1  # handle_auth counts it
+            self.handle_auth(connection_id, packet, xid)
             return
         try:
             body = self._decode_body(op_type, payload)
@@ -291,8 +302,10 @@ class ServerCore:
     def _decode_body(self, op_type: int, payload: bytes):
         if op_type in self._NO_BODY_OPS:
             return None
-        if op_type == OpCode.multi or op_type == OpCode.multiRead:
-            return decode_multi_request(payload, 8)
+        if op_type == OpCode.multi:
+            return decode_multi_request(payload, 8, MULTI_WRITE_OPS)
+        if op_type == OpCode.multiRead:
+            return decode_multi_request(payload, 8, MULTI_READ_OPS)
         record = REQUEST_RECORDS[op_type]
         body, _ = record.decode_from(payload, 8)
         return body

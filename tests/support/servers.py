@@ -91,7 +91,9 @@ class ServerProcess:
 
     def command(self, config_path: Path) -> list[str]:
         if self.kind == "zkpy":
-            return [sys.executable, "-m", "zkpy", str(config_path)]
+            # zkpy takes ZooKeeper's -D system properties the same way.
+            properties = [f"-D{k}={v}" for k, v in self.jvm_properties.items()]
+            return [sys.executable, "-m", "zkpy", *properties, str(config_path)]
         require_reference()
         properties = {
             "zookeeper.extendedTypesEnabled": "true",

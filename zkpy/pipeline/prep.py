@@ -20,7 +20,7 @@ from zkpy.pipeline.request import KeeperError, Request
 from zkpy.tree import acl as acls
 from zkpy.tree import paths
 from zkpy.tree.datatree import DataTree
-from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_owner
+from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_of, ttl_owner
 
 _MODES = {m.value: m for m in CreateMode}
 _SEQUENTIAL = {CreateMode.PERSISTENT_SEQUENTIAL, CreateMode.EPHEMERAL_SEQUENTIAL,
@@ -198,7 +198,7 @@ class Prep:
             node = self.record_for(path)
             if node.num_children > 0:
                 raise KeeperError(Err.NOTEMPTY, path)
-            if is_session_owner(node.ephemeral_owner):
+            if node.ephemeral_owner != CONTAINER_OWNER and not ttl_of(node.ephemeral_owner):
                 raise KeeperError(Err.BADARGUMENTS, path)
         else:
             self._check_acl(parent, Perms.DELETE, request.auth_info)

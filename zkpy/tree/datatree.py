@@ -51,12 +51,15 @@ class Node:
     def stat(self) -> r.Stat:
         data = self.data
         num_children = len(self.children) if self.children else 0
+        owner = self.ephemeral_owner
+        if owner < 0 and not is_session_owner(owner):
+            owner = 0  # containers and TTL nodes show no owner (getClientEphemeralOwner)
         # ``cversion`` is stored as the number of child creations (it also numbers sequential
         # children); clients see creations plus deletions, 2 * creations - children, as
         # ZooKeeper's DataNode.copyStat reports it.
         return tuple.__new__(r.Stat, (
             self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
-            2 * self.cversion - num_children, self.aversion, self.ephemeral_owner,
+            2 * self.cversion - num_children, self.aversion, owner,
             len(data) if data else 0, num_children, self.pzxid))
 
     def num_children(self) -> int:
@@ -185,7 +188,9 @@ class DataTree:
             self.ttls.add(path)
         elif owner:
             self.ephemerals.setdefault(owner, set()).add(path)
-        result_type = OpCode.create if txn_type == OpCode.create else OpCode.create2
+        # Inside a multi ZooKeeper reports create2 as a plain create, and createTTL and
+        # createContainer as create2 (path and Stat); top-level replies follow the opcode.
+        result_type = OpCode.create if txn_type in (OpCode.create, OpCode.create2) else OpCode.create2
         return TxnResult(result_type, 0, path, node.stat(),
                          ((NODE_CREATED, path), (NODE_CHILDREN_CHANGED, parent_path)))
 

@@ -18,6 +18,7 @@ import difflib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -236,20 +237,32 @@ def require_zkcli() -> None:
                            "(apt-get install -y zookeeper zookeeper-bin)")
 
 
-def run_zkcli(port: int, commands: list[str], timeout_s: float = 150.0) -> str:
-    """Run one zkCli.sh session with ``commands`` on stdin; stdout and stderr merged, in order."""
+def zkcli(args: list[str], stdin: str | None, timeout_s: float) -> tuple[int, str]:
+    """Run zkCli.sh in its own process group (the script starts java as a child, not by exec,
+    so a timeout must kill the group); stdout and stderr merged, in order."""
     require_zkcli()
-    stdin = "".join(f"version\n{command.replace('PORT', str(port))}\n" for command in commands)
     env = dict(os.environ, TZ="UTC", CLIENT_JVMFLAGS=CLIENT_JVMFLAGS)
+    process = subprocess.Popen([str(ZKCLI), *args], stdin=subprocess.PIPE if stdin is not None
+                               else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
-        result = subprocess.run([str(ZKCLI), "-server", f"127.0.0.1:{port}"], input=stdin,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired as timeout:
-        output = timeout.output or b""
-        text = output.decode(errors="replace") if isinstance(output, bytes) else output
-        raise AssertionError(f"zkCli.sh did not finish within {timeout_s}s; output so far:\n{text}")
-    return result.stdout
+        output, _ = process.communicate(stdin, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"zkCli.sh {' '.join(args)} did not finish within {timeout_s}s; "
+                             f"output so far:\n{output}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, output
+
+
+def run_zkcli(port: int, commands: list[str], timeout_s: float = 150.0) -> str:
+    """Run one zkCli.sh session with ``commands`` on stdin, a ``version`` marker before each."""
+    stdin = "".join(f"version\n{command.replace('PORT', str(port))}\n" for command in commands)
+    return zkcli(["-server", f"127.0.0.1:{port}"], stdin, timeout_s)[1]
 
 
 class Normaliser:
@@ -372,13 +385,9 @@ def test_zkcli_transcript(server_kind, server_factory):
 
 def test_zkcli_single_command_invocation(server_kind, server_factory):
     """`zkCli.sh -server HOST:PORT cmd args` runs one command and exits (no stdin session)."""
-    require_zkcli()
     server = server_factory(server_kind)
-    env = dict(os.environ, TZ="UTC", CLIENT_JVMFLAGS=CLIENT_JVMFLAGS)
-    result = subprocess.run([str(ZKCLI), "-server", server.connect_string, "ls", "/zookeeper"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, timeout=120, env=env)
-    lines = [line for line in result.stdout.splitlines()
+    returncode, output = zkcli(["-server", server.connect_string, "ls", "/zookeeper"], None, 120)
+    lines = [line for line in output.splitlines()
              if line and not line.startswith(("SLF4J:", "WATCHER::", "WatchedEvent", "Connecting to"))]
-    assert result.returncode == 0, result.stdout
-    assert lines == ["[config, quota]"], result.stdout + "\n" + server.log_tail()
+    assert returncode == 0, output
+    assert lines == ["[config, quota]"], output + "\n" + server.log_tail()

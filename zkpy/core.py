@@ -45,6 +45,7 @@ _LENGTH = struct.Struct(">i")
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 _CLOSE_SESSION = int(OpCode.closeSession)
 _SYNC = int(OpCode.sync)
+_DELETE_CONTAINER = int(OpCode.deleteContainer)
 
 
 def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -263,13 +264,19 @@ class ServerCore:
             self.stats.packets_received -= 1  # handle_auth counts it
             self.handle_auth(connection_id, packet, xid)
             return
+        if op_type == _DELETE_CONTAINER:
+            # Only the server's own reaper deletes containers; ZooKeeper refuses a client's
+            # deleteContainer, so it cannot be used to get around the delete ACLs.
+            self._reply_now(conn, xid, Err.BADARGUMENTS)
+            return
         try:
             body = self._decode_body(op_type, payload)
         except KeyError:
-            # ZooKeeper answers Unimplemented and then drops the connection.
+            # ZooKeeper answers Unimplemented at once (zxid -1), ahead of any reply still
+            # queued for the session (the close drops those), then drops the connection.
             log.warning("unknown opcode; closing connection", opcode=op_type,
                         session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
-            self._reply_now(conn, xid, Err.UNIMPLEMENTED)
+            self._send(connection_id, reply_frame(xid, -1, Err.UNIMPLEMENTED))
             self._close(connection_id)
             return
         except JuteDecodeError as error:

@@ -225,3 +225,62 @@ def test_acl_and_existence_check_order(server_factory, server_kind, raw_factory)
     assert other.create("/p/new").err == Err.NOAUTH
     reply = other.multi([op_create("/p/new"), op_set_data("/p", b"")])
     assert [(x.err) for x in reply.response] == [Err.NOAUTH, Err.RUNTIMEINCONSISTENCY]
+
+
+def test_watch_events_require_read_permission(server_factory, server_kind, raw_factory):
+    """The reference (Debian's 3.8.0-11+deb12u2, which carries the CVE-2024-23944 fix, as
+    upstream 3.8.4+ does) checks, when a watch triggers, that the watching session has READ
+    on the node the event is about (the parent for NodeChildrenChanged); otherwise the event
+    is dropped, and a one-shot watch is used up all the same. This holds for every kind of
+    watch: exists/getData, child, persistent and persistent-recursive."""
+    from tests.support.normalize import Normalizer
+
+    server = server_factory(server_kind)
+    watcher, owner, peer = raw_factory(server), raw_factory(server), raw_factory(server)
+    owner.add_auth("digest", "u:p")
+    peer.add_auth("digest", "u:p")
+
+    def events(client):
+        client.barrier()
+        return [Normalizer.event(e) for e in client.take_events()]
+
+    owner.create("/g", acl=CREATOR_ALL_ACL)
+    watcher.exists("/g", watch=True)  # exists needs no permission and sets the watch
+    peer.exists("/g", watch=True)
+    owner.set_data("/g", b"1")
+    assert events(watcher) == []
+    assert events(peer) == [("NodeDataChanged", 3, "/g")]
+    owner.set_acl("/g", OPEN_ACL_UNSAFE)
+    owner.set_data("/g", b"2")
+    assert events(watcher) == [], "the suppressed one-shot watch was used up"
+
+    watcher.exists("/e", watch=True)
+    owner.create("/e", acl=CREATOR_ALL_ACL)
+    assert events(watcher) == []
+    owner.create("/w", acl=[acl(Perms.WRITE, "world", "anyone"), acl(Perms.ALL, "auth", "")])
+    watcher.exists("/w", watch=True)
+    owner.set_data("/w", b"x")
+    assert events(watcher) == [], "WRITE is not enough"
+    owner.create("/z")
+    owner.create("/z/c", acl=CREATOR_ALL_ACL)
+    watcher.exists("/z/c", watch=True)
+    watcher.get_children("/z", watch=True)
+    owner.delete("/z/c")
+    assert events(watcher) == [("NodeChildrenChanged", 3, "/z")], "the parent is readable"
+
+    watcher.add_watch("/r", 1)
+    owner.create("/r")
+    owner.create("/r/locked", acl=CREATOR_ALL_ACL)
+    owner.create("/r/open")
+    owner.set_data("/r/locked", b"1")
+    owner.delete("/r/locked")
+    assert events(watcher) == [("NodeCreated", 3, "/r"), ("NodeCreated", 3, "/r/open")]
+    owner.create("/p", acl=CREATOR_ALL_ACL)
+    watcher.add_watch("/p", 0)
+    owner.create("/p/kid")
+    owner.set_data("/p", b"1")
+    assert events(watcher) == []
+    owner.create("/q")
+    watcher.add_watch("/q", 0)
+    owner.create("/q/locked", acl=CREATOR_ALL_ACL)
+    assert events(watcher) == [("NodeChildrenChanged", 3, "/q")]

@@ -304,13 +304,18 @@ class Lockstep:
         self.transcript.append((self.step, name, what, values[0]))
 
     def _fail(self, name: str, what: str, values: list) -> None:
-        recent = "\n".join(f"  step {s} [{n}] {w} -> {v!r}"
-                           for s, n, w, v in self.transcript[-self.history:])
+        def render(entries):
+            return "\n".join(f"  step {s} [{n}] {w} -> {v!r}" for s, n, w, v in entries)
+
+        # Empty event checks are noise; the session's own history shows how it got there.
+        informative = [e for e in self.transcript if not (e[2] == "events" and e[3] == [])]
+        own = [e for e in informative if e[1] == name]
         answers = "\n".join(f"  {label}: {value!r}" for label, value in zip(self.labels, values))
         where = f" ({self.where})" if self.where else ""
         raise Mismatch(f"{self.context}first difference at step {self.step}{where} [{name}] "
-                       f"{what}\n"
-                       f"{answers}\nrecent steps (reference answers):\n{recent}")
+                       f"{what}\n{answers}\n"
+                       f"recent steps (reference answers):\n{render(informative[-self.history:])}\n"
+                       f"recent steps of session {name}:\n{render(own[-self.history:])}")
 
 
 def _short(value, limit: int = 160) -> str:

@@ -74,7 +74,8 @@ class Connection:
     """The core's view of one client connection."""
 
     __slots__ = ("connection_id", "client_ip", "session_id", "auth_info", "closing",
-                 "packets_received", "packets_sent", "last_zxid", "established_ms")
+                 "packets_received", "packets_sent", "last_zxid", "established_ms",
+                 "last_op", "last_cxid", "last_response_ms", "last_latency_ms", "latency")
 
     def __init__(self, connection_id: int, client_ip: str, now_ms: int) -> None:
         self.connection_id = connection_id
@@ -86,6 +87,12 @@ class Connection:
         self.packets_sent = 0
         self.last_zxid = -1
         self.established_ms = now_ms
+        # What the cons four-letter word reports, as ZooKeeper's updateStatsForResponse keeps it.
+        self.last_op: int | None = None
+        self.last_cxid = -1
+        self.last_response_ms = 0
+        self.last_latency_ms = 0
+        self.latency = Stats()
 
 
 class Stats:
@@ -151,6 +158,22 @@ class ServerCore:
     def _send(self, connection_id: int, data: bytes) -> None:
         self.outbox.append((connection_id, data))
         self.stats.packets_sent += 1
+        conn = self.connections.get(connection_id)
+        if conn is not None:
+            conn.packets_sent += 1
+
+    def _answered(self, connection_id: int, request: Request, zxid: int, now_ms: int) -> None:
+        """Per-connection figures of the last answered request (for cons)."""
+        conn = self.connections.get(connection_id)
+        if conn is None:
+            return
+        if request.xid >= 0:  # pings and other special xids are not the client's operations
+            conn.last_cxid = request.xid
+        conn.last_op = request.type
+        conn.last_zxid = zxid
+        conn.last_response_ms = now_ms
+        conn.last_latency_ms = max(0, now_ms - request.received_ms)
+        conn.latency.record_latency(conn.last_latency_ms)
 
     def _close(self, connection_id: int) -> None:
         conn = self.connections.get(connection_id)
@@ -163,6 +186,7 @@ class ServerCore:
     def handle_connect(self, connection_id: int, request: r.ConnectRequest, now_ms: int) -> None:
         conn = self.connections[connection_id]
         self.stats.packets_received += 1
+        conn.packets_received += 1
         self.now_ms = now_ms
         if request.last_zxid_seen > self.tree.last_zxid:
             log.warning("refusing session: client has seen a newer zxid",
@@ -247,6 +271,7 @@ class ServerCore:
         """One framed request (header already split off) from an established connection."""
         conn = self.connections[connection_id]
         self.stats.packets_received += 1
+        conn.packets_received += 1
         self.now_ms = now_ms
         session_id = conn.session_id
         if not self.sessions.touch(session_id, now_ms):
@@ -360,6 +385,7 @@ class ServerCore:
         if request.type == OpCode.ping:
             xid = Xid.PING
         self._send(connection_id, reply_frame(xid, self.tree.last_zxid, err, body))
+        self._answered(connection_id, request, self.tree.last_zxid, now_ms)
         if request.type in (OpCode.setWatches, OpCode.setWatches2) and request.result:
             self._notify(request.result)
         if request.type != OpCode.ping:
@@ -426,10 +452,12 @@ class ServerCore:
             if connection_id is not None:
                 passwd = session_password(request.session_id, self.settings.session_secret)
                 self._send(connection_id, self._connect_response(request.session_id, request.body, passwd))
+                self._answered(connection_id, request, hdr.zxid, now_ms)
             return
         if connection_id is None:
             return
         self.stats.record_latency(max(0, now_ms - request.received_ms))
+        self._answered(connection_id, request, hdr.zxid, now_ms)
         err = result.err
         if request.type == OpCode.check and not err:
             # ZooKeeper 3.8 applies a successful stand-alone check but sends no reply.

@@ -1,26 +1,76 @@
-"""Four-letter words, formatted as ZooKeeper 3.8 formats them (tools parse srvr and mntr)."""
+"""Four-letter words, formatted as ZooKeeper 3.8 formats them (tools parse srvr and mntr).
+
+Where ZooKeeper's figures come from its JVM (envi's java.* lines) zkpy prints the Python
+equivalents under python.* keys; every other line has ZooKeeper's label and value format.
+"""
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
 import socket
 import sys
+import time
+
+from jute import OpCode
+
+from zkpy.protocol.connection import CLOSED
 
 VERSION = "3.8.0-zkpy, built on 2026-11-26 00:00 UTC"
+
+# ZooKeeper's default trace mask (ZooTrace), which gtmk reports.
+TRACE_MASK = 306
+
+# NIOServerCnxnFactory gives a connection without a session this long before it expires it.
+SESSIONLESS_CONNECTION_TIMEOUT_MS = 10_000
+
+# The "lop" names of cons, as ZooKeeper's FinalRequestProcessor records them.
+LAST_OP_NAMES = {
+    OpCode.ping: "PING", OpCode.createSession: "SESS", OpCode.closeSession: "CLOS",
+    OpCode.multi: "MULT", OpCode.multiRead: "MLTR", OpCode.create: "CREA",
+    OpCode.create2: "CREA", OpCode.createTTL: "CREA", OpCode.createContainer: "CREA",
+    OpCode.delete: "DELE", OpCode.deleteContainer: "DELE", OpCode.setData: "SETD",
+    OpCode.reconfig: "RECO", OpCode.setACL: "SETA", OpCode.check: "CHEC", OpCode.sync: "SYNC",
+    OpCode.exists: "EXIS", OpCode.getData: "GETD", OpCode.setWatches: "SETW",
+    OpCode.setWatches2: "STW2", OpCode.getACL: "GETA", OpCode.getChildren: "GETC",
+    OpCode.getChildren2: "GETC", OpCode.getAllChildrenNumber: "GETACN",
+    OpCode.checkWatches: "CHKW", OpCode.removeWatches: "REMW", OpCode.getEphemerals: "GETE",
+    OpCode.addWatch: "ADDW", OpCode.whoAmI: "HOMI",
+}
 
 
 def _hex(value: int) -> str:
     return f"0x{value & 0xFFFFFFFFFFFFFFFF:x}"
 
 
+def _java_double(value: float) -> str:
+    """A latency average as ZooKeeper prints it: rounded to 4 places, Java's Double.toString
+    ("0.0", "1.4286"), which Python's repr matches for such values."""
+    return repr(round(float(value), 4))
+
+
+def _avg_latency(stats) -> float:
+    return stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
+
+
 def _latency(stats) -> str:
-    avg = stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
-    return f"{stats.latency_min_ms}/{avg:.4f}/{stats.latency_max_ms}"
+    return f"{stats.latency_min_ms}/{_java_double(_avg_latency(stats))}/{stats.latency_max_ms}"
 
 
 def _mode(server) -> str:
     return "standalone"
+
+
+def _znode_count(tree) -> int:
+    # ZooKeeper's DataTree holds the root under both "" and "/", and its node count (srvr's
+    # Node count, mntr's zk_znode_count) counts it twice: a fresh server reports 5.
+    return tree.node_count() + 1
+
+
+def _java_date(ms: int) -> str:
+    """java.util.Date.toString() in the local time zone, e.g. Thu Nov 26 11:05:06 UTC 2026."""
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(ms / 1000))
 
 
 def srvr(server) -> str:
@@ -33,19 +83,41 @@ def srvr(server) -> str:
             f"Outstanding: {core.outstanding_requests()}\n"
             f"Zxid: {_hex(core.tree.last_zxid)}\n"
             f"Mode: {_mode(server)}\n"
-            f"Node count: {core.tree.node_count()}\n")
+            f"Node count: {_znode_count(core.tree)}\n")
 
 
 def _client_line(server, handler, detailed: bool) -> str:
-    conn = server.core.connections.get(handler.connection_id)
+    core = server.core
+    conn = core.connections.get(handler.connection_id)
     received = conn.packets_received if conn else 0
     sent = conn.packets_sent if conn else 0
-    line = f" /{handler.peer_host}:{handler.peer_port}[1](queued=0,recved={received},sent={sent}"
-    if detailed and conn is not None and conn.session_id:
-        session = server.core.sessions.get(conn.session_id)
-        timeout = session.timeout_ms if session else 0
-        line += f",sid={_hex(conn.session_id)},lop=NA,est={conn.established_ms},to={timeout}"
+    session_id = conn.session_id if conn else 0
+    queued = len(core.pending.get(session_id, ())) if session_id else 0
+    interest = "1"
+    if handler.protocol.state == CLOSED:
+        # The connection asking (a four-letter word): ZooKeeper has stopped reading it
+        # (interest ops 0) and counted its word as a received packet.
+        interest = "0"
+        received += 1
+    line = f" /{handler.peer_host}:{handler.peer_port}[{interest}](queued={queued},recved={received},sent={sent}"
+    if detailed and session_id:
+        line += _session_details(core, conn)
     return line + ")\n"
+
+
+def _session_details(core, conn) -> str:
+    session = core.sessions.get(conn.session_id)
+    latency = conn.latency
+    avg = latency.latency_total_ms // latency.latency_count if latency.latency_count else 0
+    details = (f",sid={_hex(conn.session_id)}"
+               f",lop={LAST_OP_NAMES.get(conn.last_op, 'NA')}"
+               f",est={conn.established_ms}"
+               f",to={session.timeout_ms if session else 0}")
+    if conn.last_cxid >= 0:
+        details += f",lcxid={_hex(conn.last_cxid)}"
+    return details + (f",lzxid={_hex(conn.last_zxid)},lresp={conn.last_response_ms}"
+                      f",llat={conn.last_latency_ms},minlat={latency.latency_min_ms}"
+                      f",avglat={avg},maxlat={latency.latency_max_ms}")
 
 
 def stat(server) -> str:
@@ -60,38 +132,34 @@ def cons(server) -> str:
 
 
 def mntr(server) -> str:
+    """The keys zkpy can fill, with ZooKeeper's names and in its order (no others)."""
     core = server.core
     tree = core.tree
     stats = core.stats
-    avg = stats.latency_total_ms / stats.latency_count if stats.latency_count else 0.0
     ephemerals = sum(len(p) for p in tree.ephemerals.values())
     rows = [
         ("zk_version", VERSION),
         ("zk_server_state", _mode(server)),
         ("zk_ephemerals_count", ephemerals),
         ("zk_num_alive_connections", len(server.connections)),
-        ("zk_avg_latency", f"{avg:.4f}"),
+        ("zk_avg_latency", _java_double(_avg_latency(stats))),
         ("zk_outstanding_requests", core.outstanding_requests()),
-        ("zk_znode_count", tree.node_count()),
+        ("zk_znode_count", _znode_count(tree)),
         ("zk_global_sessions", len(core.sessions.sessions)),
         ("zk_packets_sent", stats.packets_sent),
         ("zk_packets_received", stats.packets_received),
         ("zk_watch_count", core.watches.watch_count()),
         ("zk_min_latency", stats.latency_min_ms),
-        ("zk_max_latency", stats.latency_max_ms),
-        ("zk_approximate_data_size", tree.approximate_data_bytes()),
-        ("zk_uptime", server.uptime_ms()),
-        ("zk_local_sessions", 0),
-        ("zk_open_file_descriptor_count", _open_fds()),
         ("zk_max_file_descriptor_count", _max_fds()),
-        ("zk_fsync_threshold_exceed_count", 0),
-        ("zk_last_proposal_size", -1),
-        ("zk_max_proposal_size", -1),
-        ("zk_min_proposal_size", -1),
-        ("zk_txn_count", server.txn_count),
-        ("zk_snapshot_count", server.snapshot_count),
-        ("zk_connection_rejected", server.connections_rejected),
+        ("zk_approximate_data_size", tree.approximate_data_bytes()),
+        ("zk_open_file_descriptor_count", _open_fds()),
+        ("zk_local_sessions", 0),
+        ("zk_uptime", server.uptime_ms()),
+        ("zk_max_latency", stats.latency_max_ms),
         ("zk_large_requests_rejected", server.large_requests_rejected),
+        ("zk_connection_rejected", server.connections_rejected),
+        ("zk_cnt_snapshottime", server.snapshot_count),
+        ("zk_sum_sync_processor_batch_size", server.txn_count),  # txns written to the log
     ]
     return "".join(f"{key}\t{value}\n" for key, value in rows)
 
@@ -140,7 +208,39 @@ def _dir_size(path: str) -> int:
     return total
 
 
+# Java's os.arch names for the machines Python calls otherwise.
+_JAVA_ARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86"}
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME
+        return "?"
+
+
+def _memory_mb() -> tuple[int, int, int]:
+    """(free, max, total) in MB, standing in for the JVM's heap figures: total is what the
+    process holds (VmRSS), max the machine's memory, free what the machine has available."""
+    def kb(path: str, key: str) -> int:
+        try:
+            with open(path) as lines:
+                for line in lines:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
+
+    total = kb("/proc/self/status", "VmRSS")
+    maximum = kb("/proc/meminfo", "MemTotal")
+    free = kb("/proc/meminfo", "MemAvailable")
+    return free // 1024, maximum // 1024, total // 1024
+
+
 def envi(server) -> str:
+    free_mb, max_mb, total_mb = _memory_mb()
+    machine = platform.machine()
     rows = [
         ("zookeeper.version", VERSION),
         ("host.name", socket.gethostname()),
@@ -148,59 +248,84 @@ def envi(server) -> str:
         ("python.implementation", platform.python_implementation()),
         ("python.executable", sys.executable),
         ("os.name", platform.system()),
-        ("os.arch", platform.machine()),
+        ("os.arch", _JAVA_ARCH.get(machine, machine)),
         ("os.version", platform.release()),
-        ("user.name", os.environ.get("USER", "")),
+        ("user.name", _user_name()),
         ("user.home", os.path.expanduser("~")),
         ("user.dir", os.getcwd()),
-        ("os.memory.free", "NA"),
-        ("os.memory.max", "NA"),
-        ("os.memory.total", "NA"),
+        ("os.memory.free", f"{free_mb}MB"),
+        ("os.memory.max", f"{max_mb}MB"),
+        ("os.memory.total", f"{total_mb}MB"),
     ]
     return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in rows)
 
 
+# wchs, wchc and wchp show ZooKeeper's data-watch table only (DataTree.getWatches and
+# getWatchesSummary read dataWatches): child watches count in mntr's zk_watch_count but are not
+# listed here. Persistent watches sit in both tables, so they are listed.
+
 def wchs(server) -> str:
-    watches = server.core.watches
-    sessions = set(watches.data.by_session) | set(watches.child.by_session)
-    paths = set(watches.data.by_path) | set(watches.child.by_path)
-    return (f"{len(sessions)} connections watching {len(paths)} paths\n"
-            f"Total watches:{watches.watch_count()}\n")
+    table = server.core.watches.data
+    return (f"{len(table.by_session)} connections watching {len(table.by_path)} paths\n"
+            f"Total watches:{table.count()}\n")
 
 
 def wchc(server) -> str:
-    watches = server.core.watches
-    by_session: dict[int, set[str]] = {}
-    for table in (watches.data, watches.child):
-        for session_id, owned in table.by_session.items():
-            by_session.setdefault(session_id, set()).update(owned)
+    table = server.core.watches.data
     return "".join(f"{_hex(sid)}\n" + "".join(f"\t{p}\n" for p in sorted(owned))
-                   for sid, owned in sorted(by_session.items())) + "\n"
+                   for sid, owned in sorted(table.by_session.items())) + "\n"
 
 
 def wchp(server) -> str:
-    watches = server.core.watches
-    by_path: dict[str, set[int]] = {}
-    for table in (watches.data, watches.child):
-        for path, watchers in table.by_path.items():
-            by_path.setdefault(path, set()).update(watchers)
+    table = server.core.watches.data
     return "".join(f"{path}\n" + "".join(f"\t{_hex(s)}\n" for s in sorted(sids))
-                   for path, sids in sorted(by_path.items())) + "\n"
+                   for path, sids in sorted(table.by_path.items())) + "\n"
+
+
+def _expiry_sets(title: str, buckets: dict[int, list[str]], count: int) -> list[str]:
+    """ZooKeeper's ExpiryQueue.dump: the sets by expiry time, then their members."""
+    lines = [f"{title} Sets ({len(buckets)})/({count}):"]
+    for expiry_ms in sorted(buckets):
+        members = buckets[expiry_ms]
+        lines.append(f"{len(members)} expire at {_java_date(expiry_ms)}:")
+        lines.extend(f"\t{member}" for member in members)
+    return lines
+
+
+def _connection_expiry_ms(server, conn) -> int:
+    """A connection expires with its session; one without a session after ZooKeeper's
+    sessionless-connection timeout, rounded up to a tick as its expiry queue rounds it."""
+    session = server.core.sessions.get(conn.session_id) if conn.session_id else None
+    if session is not None:
+        return session.expires_at_ms
+    tick = server.config.tick_ms
+    return ((conn.established_ms + SESSIONLESS_CONNECTION_TIMEOUT_MS) // tick + 1) * tick
 
 
 def dump(server) -> str:
     core = server.core
     sessions = core.sessions.sessions
-    lines = ["SessionTracker dump:", f"Session Sets ({len(sessions)})/({len(sessions)}):"]
-    for session in sorted(sessions.values(), key=lambda s: s.expires_at_ms):
-        lines.append(f"{_hex(session.session_id)}")
+    session_buckets: dict[int, list[str]] = {}
+    for session in sorted(sessions.values(), key=lambda s: s.session_id):
+        session_buckets.setdefault(session.expires_at_ms, []).append(_hex(session.session_id))
+    lines = ["SessionTracker dump:"]
+    lines += _expiry_sets("Session", session_buckets, len(sessions))
     ephemerals = core.tree.ephemerals
     lines.append("ephemeral nodes dump:")
     lines.append(f"Sessions with Ephemerals ({len(ephemerals)}):")
     for session_id, owned in sorted(ephemerals.items()):
         lines.append(f"{_hex(session_id)}:")
         lines.extend(f"\t{p}" for p in sorted(owned))
-    lines.append("Connections with Ephemerals:")
+    connection_buckets: dict[int, list[str]] = {}
+    for handler in server.connections.values():
+        conn = core.connections.get(handler.connection_id)
+        if conn is None:
+            continue
+        connection_buckets.setdefault(_connection_expiry_ms(server, conn), []).append(
+            f"ip: /{handler.peer_host}:{handler.peer_port} sessionId: {_hex(conn.session_id)}")
+    lines.append("Connections dump:")
+    lines += _expiry_sets("Connections", connection_buckets,
+                          sum(len(m) for m in connection_buckets.values()))
     return "\n".join(lines) + "\n"
 
 
@@ -211,9 +336,16 @@ def dirs(server) -> str:
 
 
 def crst(server) -> str:
+    # ServerCnxn.resetStats: packet counts, latencies and the last-operation fields.
     for conn in server.core.connections.values():
         conn.packets_received = 0
         conn.packets_sent = 0
+        conn.last_op = None
+        conn.last_cxid = -1
+        conn.last_zxid = -1
+        conn.last_response_ms = 0
+        conn.last_latency_ms = 0
+        conn.latency.reset()
     return "Connection stats reset.\n"
 
 
@@ -238,10 +370,16 @@ COMMANDS = {
     "dump": dump,
     "dirs": dirs,
     "isro": lambda server: "rw",
+    "gtmk": lambda server: str(TRACE_MASK),
 }
 
 
 def answer(server, word: str) -> str:
     if word not in server.config.four_letter_words or word not in COMMANDS:
         return f"{word} is not executed because it is not in the whitelist.\n"
-    return COMMANDS[word](server)
+    # ZooKeeper counts a four-letter word as a received packet and its answer as a sent one.
+    stats = server.core.stats
+    stats.packets_received += 1
+    text = COMMANDS[word](server)
+    stats.packets_sent += 1
+    return text

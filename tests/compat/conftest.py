@@ -4,7 +4,8 @@
 * Results are collected into a matrix (test name without the server parameter × server kind,
   pass/fail) printed at the end of the session and written to ``--compat-report=PATH`` (or the
   ``COMPAT_REPORT`` environment variable). Tests that start both servers and compare them
-  (cross-server and random lockstep tests) appear in the ``cross`` column.
+  (cross-server and random lockstep tests), and any test not parametrised by ``server_kind``,
+  appear in the ``both`` column.
 * Fixtures: ``raw_factory`` (raw-protocol clients), ``kazoo_factory`` (started KazooClients),
   ``server_pair`` (the reference and the server under comparison, for cross-server tests;
   ``COMPAT_PEER=zookeeper`` compares the reference with itself, to validate the tests).
@@ -28,7 +29,7 @@ from tests.support.rawclient import RawClient, expire_session
 from tests.support.servers import KINDS
 
 COMPAT_DIR = Path(__file__).resolve().parent
-CROSS = "cross"
+CROSS = "both"
 _RESULTS: "OrderedDict[str, dict[str, str]]" = OrderedDict()
 _RANK = {"pass": 0, "skip": 1, "fail": 2}
 

@@ -3,7 +3,10 @@
 Pipeline, the same in every mode: prep (validate, ACL, versions -> txn) -> order -> durable
 log -> apply to the tree -> reply and fire watches. In standalone mode ordering is a quorum of
 one: the txns the core hands out with ``take_log_batch`` are committed once the runtime reports
-them durable through ``log_durable``.
+them durable through ``log_durable``. In an ensemble the leader's core prepares (its own
+clients' writes and those followers forward) and ZAB orders the txns; a follower's core
+forwards writes (``forwards``) and answers them when their commit is applied
+(``apply_committed``), matching the txn's session and cxid to the head of that session's queue.
 
 Duties of the caller (the runtime), in this order for every loop turn:
 1. feed events in (``handle_connect``, ``handle_request``, ``connection_closed``, ``tick``);
@@ -45,6 +48,12 @@ _LENGTH = struct.Struct(">i")
 _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 _CLOSE_SESSION = int(OpCode.closeSession)
 _SYNC = int(OpCode.sync)
+_NOT_SYNCED = 1 << 62
+
+STANDALONE = "standalone"
+LEADER = "leader"
+FOLLOWER = "follower"
+FORWARDED = object()  # marks a follower's write that waits for its commit
 _DELETE_CONTAINER = int(OpCode.deleteContainer)
 
 
@@ -131,7 +140,6 @@ class ServerCore:
         self.connections: dict[int, Connection] = {}
         self.session_connection: dict[int, int] = {}
         self.pending: dict[int, deque[Request]] = {}
-        self._by_zxid: dict[int, Request] = {}
         self._log_batch: list[tuple[r.TxnHeader, object]] = []
         self._waiting_syncs: set[int] = set()
         self._reaping: set[str] = set()
@@ -139,6 +147,10 @@ class ServerCore:
         self.to_close: list[int] = []
         self.stats = Stats()
         self.now_ms = now_ms
+        self.role = STANDALONE
+        self.forwards: list[tuple] = []
+        self.sync_requests: list[tuple[int, int]] = []
+        self.touched: set[int] = set()
 
     # -- connections --------------------------------------------------------------------------
 
@@ -278,6 +290,8 @@ class ServerCore:
             # The session expired while the connection stayed open: ZooKeeper drops it.
             self._close(connection_id)
             return
+        if self.role == FOLLOWER:
+            self.touched.add(session_id)
         if op_type == OpCode.auth:
             try:
                 packet = r.AuthPacket.decode_from(payload, 8)[0]
@@ -310,6 +324,7 @@ class ServerCore:
             self._reply_now(conn, xid, Err.MARSHALLINGERROR)
             return
         request = Request(session_id, xid, op_type, body, conn.auth_info, connection_id, now_ms)
+        request.payload = payload
         if op_type in WRITE_OPS:
             if op_type == _CLOSE_SESSION:
                 self.sessions.set_closing(session_id)
@@ -317,7 +332,12 @@ class ServerCore:
         else:
             request.hdr = None
             if op_type == _SYNC:
-                request.result = self.prep.next_zxid - 1
+                if self.role == FOLLOWER:
+                    # Answered once the leader says every earlier commit reached us.
+                    request.result = _NOT_SYNCED
+                    self.sync_requests.append((session_id, xid))
+                else:
+                    request.result = self.prep.next_zxid - 1
             queue = self.pending.get(session_id)
             if queue:
                 queue.append(request)
@@ -353,13 +373,19 @@ class ServerCore:
             self._send(conn.connection_id, reply_frame(xid, self.tree.last_zxid, int(err)))
 
     def _submit_write(self, request: Request, now_ms: int) -> None:
-        hdr, txn = self.prep.prepare(request, now_ms)
-        request.hdr = hdr
-        request.txn = txn
         if not request.received_ms:
             request.received_ms = now_ms
-        self._by_zxid[hdr.zxid] = request
-        self._log_batch.append((hdr, txn))
+        if self.role == FOLLOWER:
+            request.hdr = FORWARDED
+            self.forwards.append((request.session_id, request.xid, int(request.type),
+                                  _forward_payload(request), request.auth_info))
+        else:
+            hdr, txn = self.prep.prepare(request, now_ms)
+            request.hdr = hdr
+            request.txn = txn
+            self._log_batch.append((hdr, txn))
+        if request.session_id == 0:
+            return  # internal (expiry, reaping): nobody waits for a reply
         queue = self.pending.get(request.session_id)
         if queue is None:
             queue = self.pending[request.session_id] = deque()
@@ -394,32 +420,104 @@ class ServerCore:
     # -- durability and apply -----------------------------------------------------------------
 
     def take_log_batch(self) -> list[tuple[r.TxnHeader, object]]:
+        """Txns prepared since the last call, in zxid order, for the log (or ZAB)."""
         batch, self._log_batch = self._log_batch, []
         return batch
 
-    def log_durable(self, batch, now_ms: int) -> None:
-        """The txns of ``batch`` are synced: apply them in order and answer their requests."""
+    def apply_committed(self, batch, now_ms: int) -> None:
+        """The txns of ``batch`` are committed (and, standalone, synced): apply them in zxid
+        order and answer the requests they complete."""
         self.now_ms = now_ms
         for hdr, txn in batch:
             result = self.tree.apply(hdr, txn)
             self.prep.applied(hdr.zxid)
-            self._after_apply(hdr, result, now_ms)
+            self._after_apply(hdr, txn, result, now_ms)
         if self._waiting_syncs:
             self._release_syncs(now_ms)
 
-    def _after_apply(self, hdr: r.TxnHeader, result: TxnResult, now_ms: int) -> None:
+    log_durable = apply_committed
+
+    def handle_forwarded(self, forward, now_ms: int) -> None:
+        """Leader: prepare a write a follower received from one of its clients."""
+        session_id, xid, op_type, payload, auth_info = forward
+        self.now_ms = now_ms
+        if op_type == OpCode.createSession:
+            body = struct.unpack(">i", payload)[0]
+        else:
+            try:
+                body = self._decode_body(op_type, payload)
+            except (KeyError, JuteDecodeError):
+                body = None
+        request = Request(session_id, xid, op_type, body, tuple(auth_info), 0, now_ms)
+        if op_type == _CLOSE_SESSION:
+            self.sessions.set_closing(session_id)
+        hdr, txn = self.prep.prepare(request, now_ms)
+        self._log_batch.append((hdr, txn))
+
+    def sync_done(self, session_id: int, xid: int, now_ms: int) -> None:
+        """Follower: the leader answered our sync; release the waiting request."""
+        queue = self.pending.get(session_id)
+        if not queue:
+            return
+        for request in queue:
+            if request.type == _SYNC and request.xid == xid and request.result == _NOT_SYNCED:
+                request.result = 0
+                break
+        self._drain(session_id, queue, now_ms)
+
+    def touch_sessions(self, session_ids, now_ms: int) -> None:
+        """Leader: followers report the sessions their clients kept alive."""
+        for session_id in session_ids:
+            self.sessions.touch(session_id, now_ms)
+
+    def take_touched(self) -> list[int]:
+        touched, self.touched = list(self.touched), set()
+        return touched
+
+    def become(self, role: str, now_ms: int, epoch: int = 0) -> None:
+        """Change role (ZAB elected a leader, or we stopped serving): every client connection
+        is closed, as ZooKeeper restarts its request pipeline; sessions live on in the tree."""
+        for connection_id in list(self.connections):
+            self._close(connection_id)
+        self.pending.clear()
+        self._waiting_syncs.clear()
+        self._log_batch = []
+        self.forwards = []
+        self.sync_requests = []
+        self.touched = set()
+        self._reaping.clear()
+        self.role = role
+        if role == LEADER:
+            self.prep = Prep(self.tree, self.settings.prep)
+            self.prep.next_zxid = max((epoch << 32) | 1, self.tree.last_zxid + 1)
+            # Sessions get a full timeout under the new leader before they can expire.
+            for session_id, session in list(self.sessions.sessions.items()):
+                session.closing = False
+                self.sessions.add(session_id, session.timeout_ms, now_ms)
+
+    def reload_tree(self, tree: DataTree) -> None:
+        """After a log truncation or snapshot install: the tree was rebuilt from storage."""
+        self.tree = tree
+        self.prep = Prep(tree, self.settings.prep)
+
+    def _after_apply(self, hdr: r.TxnHeader, txn, result: TxnResult, now_ms: int) -> None:
         if result.changes:
             self._notify(self.watches.trigger(result.changes))
-        if hdr.type == OpCode.closeSession:
-            self._session_closed(hdr.client_id)
-        elif hdr.type == OpCode.deleteContainer or (hdr.type == OpCode.error and hdr.client_id == 0):
-            self._reaping.discard(result.path)
-        request = self._by_zxid.pop(hdr.zxid, None)
-        if request is None:
+        session_id = hdr.client_id
+        if hdr.type == OpCode.createSession:
+            if session_id not in self.sessions.sessions:
+                self.sessions.add(session_id, txn.timeout_ms, now_ms)
+        elif hdr.type == OpCode.closeSession:
+            self._session_closed(session_id)
+        elif session_id == 0:
+            self._reaping.discard(getattr(txn, "path", None))
+        queue = self.pending.get(session_id)
+        if not queue:
             return
-        queue = self.pending.get(request.session_id)
-        if queue and queue[0] is request:
-            queue.popleft()
+        request = queue[0]
+        if request.hdr is None or request.xid != hdr.cxid:
+            return  # not this session's oldest write (e.g. an expiry's closeSession)
+        queue.popleft()
         self._reply_write(request, hdr, result, now_ms)
         if queue:
             self._drain(request.session_id, queue, now_ms)
@@ -490,14 +588,19 @@ class ServerCore:
     # -- time ---------------------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> None:
-        """Expire sessions whose deadline passed (each becomes a closeSession txn)."""
+        """Expire sessions whose deadline passed (each becomes a closeSession txn); only the
+        leader (or a standalone server) expires sessions."""
         self.now_ms = now_ms
+        if self.role == FOLLOWER:
+            return
         for session_id in self.sessions.expire(now_ms):
             log.info("session expired", session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
             self._submit_write(Request(session_id, 0, OpCode.closeSession, None), now_ms)
 
     def reap_containers(self, now_ms: int) -> None:
         """Delete empty containers that once had children, and expired empty TTL nodes."""
+        if self.role == FOLLOWER:
+            return
         nodes = self.tree.nodes
         candidates = []
         for path in self.tree.containers:
@@ -539,6 +642,12 @@ class ServerCore:
 
     def outstanding_requests(self) -> int:
         return sum(len(q) for q in self.pending.values())
+
+
+def _forward_payload(request: Request) -> bytes:
+    if request.type == OpCode.createSession:
+        return struct.pack(">i", request.body)
+    return request.payload
 
 
 def _write_body(op_type: int, result: TxnResult) -> bytes:

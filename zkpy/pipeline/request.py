@@ -14,7 +14,7 @@ class Request:
     """
 
     __slots__ = ("session_id", "xid", "type", "body", "auth_info", "txn", "hdr", "err",
-                 "result", "connection_id", "received_ms")
+                 "result", "connection_id", "received_ms", "payload")
 
     def __init__(self, session_id: int, xid: int, type_: int, body, auth_info: tuple = (),
                  connection_id: int = 0, received_ms: int = 0) -> None:
@@ -27,6 +27,7 @@ class Request:
         self.txn = None
         self.hdr = None
         self.received_ms = received_ms
+        self.payload = b""
         self.err = 0
         self.result = None
 

@@ -1,0 +1,413 @@
+"""Deterministic simulation of a zkpy ensemble: nodes, network, clock and disks in one process.
+
+One seed derives everything (message delays, drops, partitions, crashes, disk latency, client
+operations), so a failure is reproduced by running the same seed. Links behave like TCP
+connections: FIFO per direction; a "drop" resets the connection (both ends are told, and what
+was in flight is lost), as a real peer would see a broken socket. Votes travel on their own
+loss-tolerant channel, as on ZooKeeper's election port.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import struct
+from dataclasses import dataclass, field
+
+from jute import OpCode
+from jute import records as r
+from zkpy.core import CoreSettings, ServerCore
+from zkpy.ensemble.node import EnsembleNode
+from zkpy.ensemble.storage import MemoryStorage
+from zkpy.storage.txnlog import encode_txn
+from zkpy.zab import messages as m
+from zkpy.zab.peer import PeerSettings, ZabPeer
+
+TICK_MS = 100
+OPEN = [r.ACL(31, r.Id("world", "anyone"))]
+_LENGTH = struct.Struct(">i")
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+@dataclass
+class Faults:
+    drop_probability: float = 0.0
+    vote_drop_probability: float = 0.0
+    max_delay_ms: int = 5
+    disk_max_delay_ms: int = 3
+    crash_probability: float = 0.0  # per node per 100 ms
+    partition_probability: float = 0.0  # per 100 ms
+
+
+@dataclass
+class SimClient:
+    client_id: int
+    node_id: int | None = None
+    connection_id: int = 0
+    session_id: int = 0
+    passwd: bytes = b""
+    next_xid: int = 1
+    awaiting_connect: bool = False
+    pending: dict = field(default_factory=dict)  # xid -> (op, path)
+
+
+class SimNode:
+    def __init__(self, sim: "Simulation", server_id: int, storage: MemoryStorage) -> None:
+        self.sim = sim
+        self.server_id = server_id
+        self.storage = storage
+        self.alive = True
+        self.sync_due_ms: int | None = None
+        self.node = self._boot(sim.now_ms)
+
+    def _boot(self, now_ms: int) -> EnsembleNode:
+        storage = self.storage
+        storage.crash()
+        settings = CoreSettings(tick_ms=TICK_MS, server_id=self.server_id,
+                                session_secret=b"sim", extended_types_enabled=True)
+        core = ServerCore(settings, now_ms)
+        tree, sessions, floor = storage.load_snapshot()
+        core.reload_tree(tree)
+        for session_id, timeout_ms in sessions:
+            core.sessions.add(session_id, timeout_ms, now_ms)
+        for hdr, txn in storage.read_txns(floor, 1 << 63):
+            core.replay(hdr, txn, now_ms)
+        peer_settings = PeerSettings(self.server_id, self.sim.voters, tick_ms=TICK_MS,
+                                     init_limit=10, sync_limit=5, finalize_wait_ms=50,
+                                     election_resend_ms=200)
+        peer = ZabPeer(peer_settings, storage.accepted_epoch, storage.current_epoch,
+                       storage.logged_zxids(), storage.floor_zxid(), core.tree.last_zxid, now_ms)
+        node = EnsembleNode(peer, core, storage)
+        self.sim.watch_applies(self.server_id, core)
+        self.sim.route(self.server_id, node.process(now_ms))
+        return node
+
+    def crash(self) -> None:
+        self.alive = False
+        self.storage.crash()
+        self.sync_due_ms = None
+        self.sim.disconnect_all(self.server_id)
+
+    def restart(self) -> None:
+        self.alive = True
+        self.node = self._boot(self.sim.now_ms)
+
+
+class Simulation:
+    def __init__(self, seed: int, size: int = 3, faults: Faults | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.faults = faults or Faults()
+        self.now_ms = 0
+        self.voters = frozenset(range(1, size + 1))
+        self._queue: list = []
+        self._seq = 0
+        self._link_epoch: dict[tuple[int, int], int] = {}
+        self._link_last_ms: dict[tuple[int, int], int] = {}
+        # A broken link stays broken for a sender until that sender has noticed (link_lost).
+        self._link_broken: set[tuple[int, int]] = set()
+        self.partition: set[frozenset] = set()  # pairs that cannot talk
+        self.applied: dict[int, bytes] = {}  # zxid -> txn bytes, across all nodes
+        self.leaders_by_epoch: dict[int, set[int]] = {}
+        self.acked: dict[str, int] = {}  # path -> zxid of an acknowledged create
+        self.trace: list[str] = []
+        self.nodes: dict[int, SimNode] = {}
+        for server_id in sorted(self.voters):
+            self.nodes[server_id] = SimNode(self, server_id, MemoryStorage())
+        self.clients: list[SimClient] = []
+        self._next_connection = 1000
+
+    # -- invariants ------------------------------------------------------------------------------
+
+    def watch_applies(self, server_id: int, core: ServerCore) -> None:
+        original = core.apply_committed
+
+        def recording(batch, now_ms, _original=original, _sim=self, _sid=server_id):
+            for hdr, txn in batch:
+                encoded = encode_txn(hdr, txn)
+                seen = _sim.applied.get(hdr.zxid)
+                if seen is None:
+                    _sim.applied[hdr.zxid] = encoded
+                elif seen != encoded:
+                    raise InvariantViolation(
+                        f"seed {_sim.seed}: node {_sid} applied a different txn at zxid {hdr.zxid:#x}")
+            return _original(batch, now_ms)
+
+        core.apply_committed = recording
+        core.log_durable = recording
+
+    def check_single_leader(self) -> None:
+        for server_id, sim_node in self.nodes.items():
+            if not sim_node.alive:
+                continue
+            peer = sim_node.node.peer
+            if peer.state == m.LEADING and peer.established:
+                leaders = self.leaders_by_epoch.setdefault(peer.epoch, set())
+                leaders.add(server_id)
+                if len(leaders) > 1:
+                    raise InvariantViolation(
+                        f"seed {self.seed}: two established leaders in epoch {peer.epoch}: {leaders}")
+
+    # -- network ---------------------------------------------------------------------------------
+
+    def route(self, sender: int, outgoing: list) -> None:
+        for to, message in outgoing:
+            self.send(sender, to, message)
+
+    def send(self, sender: int, to: int, message) -> None:
+        if frozenset((sender, to)) in self.partition:
+            if type(message) is not m.Vote:
+                self.reset_link(sender, to)
+            return
+        if type(message) is m.Vote:
+            if self.rng.random() < self.faults.vote_drop_probability:
+                return
+            delay = self.rng.randint(0, self.faults.max_delay_ms)
+            self._push(self.now_ms + delay, ("msg", sender, to, message, None))
+            return
+        link = (sender, to)
+        if link in self._link_broken:
+            return
+        if self.rng.random() < self.faults.drop_probability:
+            self.reset_link(sender, to)
+            return
+        # FIFO per link: never deliver before the link's previous message.
+        at = max(self.now_ms + self.rng.randint(0, self.faults.max_delay_ms),
+                 self._link_last_ms.get(link, 0))
+        self._link_last_ms[link] = at
+        self._push(at, ("msg", sender, to, message, self._link_epoch.get(link, 0)))
+
+    def reset_link(self, a: int, b: int) -> None:
+        """A broken connection: in-flight messages both ways are lost; both ends notice."""
+        for link in ((a, b), (b, a)):
+            self._link_epoch[link] = self._link_epoch.get(link, 0) + 1
+            self._link_broken.add(link)
+        self._push(self.now_ms, ("link_lost", a, b, None, None))
+        self._push(self.now_ms, ("link_lost", b, a, None, None))
+
+    def disconnect_all(self, server_id: int) -> None:
+        for other in self.voters:
+            if other != server_id:
+                self.reset_link(server_id, other)
+
+    def _push(self, at_ms: int, event) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (at_ms, self._seq, event))
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run_until(self, end_ms: int, chaos: bool = False) -> None:
+        next_tick = (self.now_ms // TICK_MS + 1) * TICK_MS
+        while True:
+            next_event = self._queue[0][0] if self._queue else end_ms + 1
+            next_disk = min((n.sync_due_ms for n in self.nodes.values()
+                             if n.alive and n.sync_due_ms is not None), default=end_ms + 1)
+            at = min(next_event, next_disk, next_tick)
+            if at > end_ms:
+                self.now_ms = end_ms
+                return
+            self.now_ms = at
+            if at == next_disk:
+                self._disk_syncs()
+            elif at == next_event:
+                self._deliver(heapq.heappop(self._queue)[2])
+            else:
+                self._tick_all(chaos)
+                next_tick += TICK_MS
+            self._schedule_syncs()
+            self.check_single_leader()
+
+    def _deliver(self, event) -> None:
+        kind, sender, to, message, link_epoch = event
+        target = self.nodes[to]
+        if not target.alive:
+            if kind == "link_lost":
+                self._link_broken.discard((to, sender))
+            return
+        if kind == "link_lost":
+            self._link_broken.discard((to, sender))
+            self.route(to, target.node.link_lost(sender, self.now_ms))
+            self._drain_clients(to)
+            return
+        if link_epoch is not None and link_epoch != self._link_epoch.get((sender, to), 0):
+            return  # sent on a connection that has since broken
+        if not self.nodes[sender].alive and type(message) is not m.Vote:
+            return
+        self.route(to, target.node.step(sender, message, self.now_ms))
+        self._drain_clients(to)
+
+    def _schedule_syncs(self) -> None:
+        for sim_node in self.nodes.values():
+            if sim_node.alive and sim_node.storage.unsynced and sim_node.sync_due_ms is None:
+                sim_node.sync_due_ms = self.now_ms + self.rng.randint(0, self.faults.disk_max_delay_ms)
+
+    def _disk_syncs(self) -> None:
+        for server_id, sim_node in self.nodes.items():
+            if sim_node.alive and sim_node.sync_due_ms is not None and sim_node.sync_due_ms <= self.now_ms:
+                sim_node.sync_due_ms = None
+                zxid = sim_node.storage.sync()
+                self.route(server_id, sim_node.node.log_durable(zxid, self.now_ms))
+                self._drain_clients(server_id)
+
+    def _tick_all(self, chaos: bool) -> None:
+        for server_id, sim_node in sorted(self.nodes.items()):
+            if sim_node.alive:
+                self.route(server_id, sim_node.node.tick(self.now_ms))
+                self._drain_clients(server_id)
+        if chaos:
+            self._chaos()
+        self._client_step()
+
+    def _chaos(self) -> None:
+        faults = self.faults
+        for sim_node in self.nodes.values():
+            if self.rng.random() < faults.crash_probability:
+                if sim_node.alive:
+                    self.trace.append(f"{self.now_ms}: crash {sim_node.server_id}")
+                    sim_node.crash()
+                else:
+                    self.trace.append(f"{self.now_ms}: restart {sim_node.server_id}")
+                    sim_node.restart()
+        if self.rng.random() < faults.partition_probability:
+            if self.partition:
+                self.trace.append(f"{self.now_ms}: heal")
+                self.partition = set()
+            else:
+                isolated = self.rng.choice(sorted(self.voters))
+                self.trace.append(f"{self.now_ms}: isolate {isolated}")
+                self.partition = {frozenset((isolated, o)) for o in self.voters if o != isolated}
+                for other in self.voters:
+                    if other != isolated:
+                        self.reset_link(isolated, other)
+
+    def heal(self) -> None:
+        self.partition = set()
+        for sim_node in self.nodes.values():
+            if not sim_node.alive:
+                sim_node.restart()
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def add_clients(self, count: int) -> None:
+        for index in range(count):
+            self.clients.append(SimClient(index))
+
+    def _client_step(self) -> None:
+        for client in self.clients:
+            if client.node_id is None or not self._client_connected(client):
+                self._connect(client)
+                continue
+            if client.session_id and len(client.pending) < 3 and self.rng.random() < 0.7:
+                self._write(client)
+
+    def _client_connected(self, client: SimClient) -> bool:
+        sim_node = self.nodes[client.node_id]
+        return (sim_node.alive and sim_node.node.serving
+                and client.connection_id in sim_node.node.core.connections)
+
+    def _connect(self, client: SimClient) -> None:
+        candidates = [sid for sid, n in sorted(self.nodes.items()) if n.alive and n.node.serving]
+        if not candidates:
+            return
+        client.node_id = self.rng.choice(candidates)
+        client.pending.clear()
+        self._next_connection += 1
+        client.connection_id = self._next_connection
+        client.awaiting_connect = True
+        core = self.nodes[client.node_id].node.core
+        core.connection_opened(client.connection_id, "10.0.0.1", self.now_ms)
+        request = r.ConnectRequest(0, 0, 5000, client.session_id, client.passwd or bytes(16), False)
+        core.handle_connect(client.connection_id, request, self.now_ms)
+        self.route(client.node_id, self.nodes[client.node_id].node.process(self.now_ms))
+        self._drain_clients(client.node_id)
+
+    def _write(self, client: SimClient) -> None:
+        xid = client.next_xid
+        client.next_xid += 1
+        path = f"/c{client.client_id}-{xid}"
+        body = r.CreateRequest.encode(r.CreateRequest(path, b"x", OPEN, 0))
+        payload = r.RequestHeader.encode((xid, int(OpCode.create))) + body
+        client.pending[xid] = path
+        sim_node = self.nodes[client.node_id]
+        sim_node.node.core.handle_request(client.connection_id, xid, int(OpCode.create), payload, self.now_ms)
+        self.route(client.node_id, sim_node.node.process(self.now_ms))
+        self._drain_clients(client.node_id)
+
+    def _drain_clients(self, server_id: int) -> None:
+        sim_node = self.nodes[server_id]
+        core = sim_node.node.core
+        outbox, core.outbox = core.outbox, []
+        closed, core.to_close = core.to_close, []
+        by_connection = {c.connection_id: c for c in self.clients if c.node_id == server_id}
+        for connection_id, data in outbox:
+            client = by_connection.get(connection_id)
+            if client is None:
+                continue
+            offset = 0
+            while offset < len(data):
+                length = _LENGTH.unpack_from(data, offset)[0]
+                frame = data[offset + 4:offset + 4 + length]
+                offset += 4 + length
+                self._client_frame(client, frame)
+        for connection_id in closed:
+            core.connection_closed(connection_id, self.now_ms)
+            client = by_connection.get(connection_id)
+            if client is not None:
+                client.node_id = None
+
+    def _client_frame(self, client: SimClient, frame: bytes) -> None:
+        if client.awaiting_connect:
+            client.awaiting_connect = False
+            response = r.ConnectResponse.decode_from(frame, 0)[0]
+            if response.timeout_ms <= 0:
+                client.session_id, client.passwd = 0, b""
+            else:
+                client.session_id, client.passwd = response.session_id, response.passwd
+            return
+        header, offset = r.ReplyHeader.decode_from(frame, 0)
+        path = client.pending.pop(header.xid, None)
+        if path is not None and header.err == 0:
+            self.acked[path] = header.zxid
+
+    # -- final checks ----------------------------------------------------------------------------
+
+    def converge(self, within_ms: int = 20_000) -> None:
+        """Heal everything and wait until every node serves the same tree."""
+        self.heal()
+        self.clients = []
+        deadline = self.now_ms + within_ms
+        while self.now_ms < deadline:
+            self.run_until(self.now_ms + 500)
+            if self._converged():
+                return
+        states = {sid: (n.node.peer.state, n.node.role, hex(n.node.core.tree.last_zxid))
+                  for sid, n in self.nodes.items()}
+        raise InvariantViolation(f"seed {self.seed}: no convergence: {states}\n" + "\n".join(self.trace[-20:]))
+
+    def _converged(self) -> bool:
+        nodes = [n.node for n in self.nodes.values()]
+        if not all(n.serving for n in nodes):
+            return False
+        zxids = {n.core.tree.last_zxid for n in nodes}
+        return len(zxids) == 1
+
+    def check_final_state(self) -> None:
+        views = {sid: _tree_view(n.node.core.tree) for sid, n in self.nodes.items()}
+        first_id, first = next(iter(views.items()))
+        for sid, view in views.items():
+            if view != first:
+                diff = sorted(set(view.items()) ^ set(first.items()))[:5]
+                raise InvariantViolation(f"seed {self.seed}: trees of {first_id} and {sid} differ: {diff}")
+        for path, zxid in self.acked.items():
+            if path not in first:
+                raise InvariantViolation(
+                    f"seed {self.seed}: acknowledged create {path} (zxid {zxid:#x}) lost\n"
+                    + "\n".join(self.trace[-30:]))
+
+
+def _tree_view(tree) -> dict:
+    return {path: (node.data, node.czxid, node.mzxid, node.version, node.cversion, node.pzxid,
+                   node.ephemeral_owner) for path, node in tree.nodes.items()}

@@ -1,0 +1,205 @@
+"""One ensemble member: the ZAB peer, the server core and the storage, glued together.
+
+No sockets and no clock: the owner (the asyncio runtime, or the simulator) delivers messages,
+ticks and log syncs, and sends what ``process`` returns. ``process`` carries out the peer's
+``Ready`` in the order ``ZabPeer`` requires (epochs, truncation/snapshot, appends, commits,
+messages), then moves the core's outputs (prepared txns, forwarded writes, syncs, session
+touches) into the peer, until neither has more to say.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from zkpy.core import FOLLOWER, LEADER, ServerCore
+from zkpy.ensemble.storage import Storage, decode_snapshot, encode_snapshot
+from zkpy.zab import messages as m
+from zkpy.zab.peer import ZabPeer
+
+log = structlog.get_logger("zkpy.ensemble")
+
+NOT_SERVING = "not-serving"
+
+
+class EnsembleNode:
+    def __init__(self, peer: ZabPeer, core: ServerCore, storage: Storage) -> None:
+        self.peer = peer
+        self.core = core
+        self.storage = storage
+        self.server_id = peer.my_id
+        # Appended but not yet applied txns, by zxid: commits are applied from here.
+        self.unapplied: dict[int, tuple] = {}
+        self.role = NOT_SERVING
+        self.appended_zxid = peer.last_logged
+        core.role = NOT_SERVING
+
+    @property
+    def serving(self) -> bool:
+        return self.role != NOT_SERVING
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def step(self, sender: int, message, now_ms: int) -> list:
+        self.peer.step(sender, message, now_ms)
+        return self.process(now_ms)
+
+    def tick(self, now_ms: int) -> list:
+        if self.role == FOLLOWER:
+            self.peer.touch_sessions(self.core.take_touched())
+        self.peer.tick(now_ms)
+        if self.role == LEADER:
+            self.core.tick(now_ms)
+        return self.process(now_ms)
+
+    def link_lost(self, other: int, now_ms: int) -> list:
+        self.peer.link_lost(other, now_ms)
+        return self.process(now_ms)
+
+    def log_durable(self, zxid: int, now_ms: int) -> list:
+        self.peer.log_durable(zxid, now_ms)
+        return self.process(now_ms)
+
+    def reap_containers(self, now_ms: int) -> list:
+        if self.role == LEADER:
+            self.core.reap_containers(now_ms)
+        return self.process(now_ms)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def process(self, now_ms: int) -> list:
+        """Carry out everything pending; returns the (to, message) pairs to send."""
+        outgoing: list = []
+        for _ in range(1000):
+            ready = self.peer.take_ready()
+            if ready.empty() and not self._core_has_output():
+                break
+            outgoing.extend(self._carry_out(ready, now_ms))
+            self._feed_core_outputs(now_ms)
+        return outgoing
+
+    def _core_has_output(self) -> bool:
+        core = self.core
+        return bool(core._log_batch or core.forwards or core.sync_requests)
+
+    def _carry_out(self, ready, now_ms: int) -> list:
+        storage = self.storage
+        if ready.persist_epochs is not None:
+            storage.persist_epochs(*ready.persist_epochs)
+        if ready.truncate_to is not None:
+            self._truncate(ready.truncate_to, ready.reload_tree, now_ms)
+        if ready.install_snapshot is not None:
+            self._install_snapshot(ready.install_snapshot, now_ms)
+        if ready.append:
+            storage.append(ready.append)
+            for hdr, txn in ready.append:
+                self.unapplied[hdr.zxid] = (hdr, txn)
+            self.appended_zxid = ready.append[-1][0].zxid
+        if ready.commit_to is not None:
+            self._apply_up_to(ready.commit_to, now_ms)
+        for sender, forward in ready.forwarded:
+            self.core.handle_forwarded(forward, now_ms)
+        if ready.touched_sessions:
+            self.core.touch_sessions(ready.touched_sessions, now_ms)
+        for session_id, xid in ready.sync_done:
+            self.core.sync_done(session_id, xid, now_ms)
+        outgoing = [(to, self._fill(message)) for to, message in ready.messages]
+        if ready.state_changed:
+            self._update_role(now_ms)
+        return outgoing
+
+    def _feed_core_outputs(self, now_ms: int) -> None:
+        core = self.core
+        batch = core.take_log_batch()
+        if batch:
+            if self.role == LEADER and self.peer.serving:
+                for hdr, txn in batch:
+                    self.peer.propose(hdr, txn)
+            else:
+                log.warning("dropping txns prepared while not leading", count=len(batch),
+                            peer=self.server_id)
+        if core.forwards:
+            forwards, core.forwards = core.forwards, []
+            for forward in forwards:
+                self.peer.forward(m.Forward(*forward))
+        if core.sync_requests:
+            requests, core.sync_requests = core.sync_requests, []
+            for session_id, xid in requests:
+                self.peer.request_sync(session_id, xid)
+
+    def _apply_up_to(self, zxid: int, now_ms: int) -> None:
+        core = self.core
+        start = core.tree.last_zxid
+        if zxid <= start:
+            return
+        batch = []
+        missing = False
+        for logged in self.peer._logged_between(start, zxid):
+            entry = self.unapplied.pop(logged, None)
+            if entry is None:
+                missing = True
+                break
+            batch.append(entry)
+        if missing:
+            batch = self.storage.read_txns(start, zxid)
+            for hdr, _ in batch:
+                self.unapplied.pop(hdr.zxid, None)
+        core.apply_committed(batch, now_ms)
+
+    def _fill(self, message):
+        """Placeholders become data: a DIFF range becomes txns, a SNAP gets the tree."""
+        if type(message) is m.SyncDiff and message.txns and type(message.txns[0]) is int:
+            after, upto = message.txns
+            txns = [self.unapplied.get(z) for z in self.peer._logged_between(after, upto)]
+            if any(t is None for t in txns):
+                txns = self.storage.read_txns(after, upto)
+            return m.SyncDiff(tuple(txns))
+        if type(message) is m.SyncSnap and message.payload is None:
+            tree = self.core.tree
+            sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
+            return m.SyncSnap(tree.last_zxid, encode_snapshot(tree, sessions))
+        return message
+
+    def _truncate(self, zxid: int, reload_tree: bool, now_ms: int) -> None:
+        self.storage.truncate_after(zxid)
+        for logged in [z for z in self.unapplied if z > zxid]:
+            del self.unapplied[logged]
+        if reload_tree:
+            self._reload(now_ms)
+
+    def _reload(self, now_ms: int) -> None:
+        tree, sessions, snapshot_zxid = self.storage.load_snapshot()
+        core = self.core
+        core.reload_tree(tree)
+        core.sessions.sessions.clear()
+        for session_id, timeout_ms in sessions:
+            core.sessions.add(session_id, timeout_ms, now_ms)
+        for hdr, txn in self.storage.read_txns(snapshot_zxid, 1 << 63):
+            core.replay(hdr, txn, now_ms)
+        self.unapplied.clear()
+        log.info("tree reloaded from storage", peer=self.server_id, zxid=hex(tree.last_zxid))
+
+    def _install_snapshot(self, snap: m.SyncSnap, now_ms: int) -> None:
+        self.storage.install_snapshot(snap.zxid, snap.payload)
+        tree, sessions = decode_snapshot(snap.payload, snap.zxid)
+        core = self.core
+        core.reload_tree(tree)
+        core.sessions.sessions.clear()
+        for session_id, timeout_ms in sessions:
+            core.sessions.add(session_id, timeout_ms, now_ms)
+        self.unapplied.clear()
+        log.info("snapshot installed from leader", peer=self.server_id, zxid=hex(snap.zxid))
+
+    def _update_role(self, now_ms: int) -> None:
+        peer = self.peer
+        if peer.state == m.LEADING and peer.established:
+            role = LEADER
+        elif peer.state == m.FOLLOWING and peer.serving:
+            role = FOLLOWER
+        else:
+            role = NOT_SERVING
+        if role == self.role:
+            return
+        log.info("role changed", peer=self.server_id, role=role, epoch=peer.current_epoch,
+                 zxid=hex(self.core.tree.last_zxid))
+        self.role = role
+        self.core.become(role, now_ms, epoch=peer.epoch if role == LEADER else 0)

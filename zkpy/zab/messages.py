@@ -1,0 +1,105 @@
+"""Messages between ensemble members. Immutable values; the transport adds the sender's id.
+
+Txns travel as ``(TxnHeader, txn record)`` pairs. ``SyncSnap.payload`` is left None by the
+peer and filled by the runtime with the serialised tree at send time (see ``ZabPeer``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+LOOKING = "looking"
+FOLLOWING = "following"
+LEADING = "leading"
+OBSERVING = "observing"
+
+
+class Vote(NamedTuple):
+    round: int
+    leader: int
+    zxid: int
+    epoch: int
+    state: str
+
+
+class FollowerInfo(NamedTuple):
+    accepted_epoch: int
+    last_zxid: int
+    observer: bool = False
+
+
+class LeaderInfo(NamedTuple):
+    epoch: int
+
+
+class AckEpoch(NamedTuple):
+    current_epoch: int
+    last_zxid: int
+
+
+class SyncDiff(NamedTuple):
+    txns: tuple
+
+
+class SyncTrunc(NamedTuple):
+    zxid: int
+
+
+class SyncSnap(NamedTuple):
+    zxid: int
+    payload: object = None
+
+
+class NewLeader(NamedTuple):
+    epoch: int
+    zxid: int
+
+
+class Ack(NamedTuple):
+    zxid: int
+
+
+class UpToDate(NamedTuple):
+    commit_zxid: int
+
+
+class Proposal(NamedTuple):
+    hdr: object
+    txn: object
+
+
+class Commit(NamedTuple):
+    zxid: int
+
+
+class Inform(NamedTuple):
+    """A committed txn, for observers (which see no proposals)."""
+    hdr: object
+    txn: object
+
+
+class Ping(NamedTuple):
+    commit_zxid: int
+
+
+class PingReply(NamedTuple):
+    touched_sessions: tuple
+
+
+class Forward(NamedTuple):
+    """A client write received by a follower, for the leader to prepare."""
+    session_id: int
+    xid: int
+    type: int
+    payload: bytes
+    auth_info: tuple
+
+
+class SyncRequest(NamedTuple):
+    session_id: int
+    xid: int
+
+
+class SyncReply(NamedTuple):
+    session_id: int
+    xid: int

@@ -223,6 +223,8 @@ class RawClient:
     def recv_frame(self, timeout_s: float | None = None) -> bytes:
         deadline = time.monotonic() + (self.io_timeout_s if timeout_s is None else timeout_s)
         length = _INT.unpack(self._recv_exact(4, deadline))[0]
+        if length < 0:
+            raise ConnectionClosed(f"server sent a negative frame length {length}")
         return self._recv_exact(length, deadline)
 
     def _read_one(self, timeout_s: float | None = None) -> tuple[r.ReplyHeader, bytes]:

@@ -55,12 +55,14 @@ class ServerProcess:
     """One server process with its own data directory and client port."""
 
     def __init__(self, kind: str, workdir: Path, settings: dict[str, str] | None = None,
-                 jvm_properties: dict[str, str] | None = None) -> None:
+                 jvm_properties: dict[str, str] | None = None, myid: int | None = None,
+                 port: int | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown server kind {kind!r}")
         self.kind = kind
         self.workdir = Path(workdir)
-        self.port = free_port()
+        self.port = port or free_port()
+        self.myid = myid
         self.settings = dict(settings or {})
         self.jvm_properties = dict(jvm_properties or {})
         self.process: subprocess.Popen | None = None
@@ -108,8 +110,16 @@ class ServerProcess:
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config_path)]
 
     def start(self, timeout_s: float = 30.0) -> "ServerProcess":
+        self.launch()
+        self.wait_ready(timeout_s)
+        return self
+
+    def launch(self) -> "ServerProcess":
+        """Start the process without waiting for it to serve."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.myid is not None:
+            (self.data_dir / "myid").write_text(f"{self.myid}\n")
         config_path = self.workdir / "zoo.cfg"
         config_path.write_text(self.config_text())
         log = open(self.log_path, "ab")
@@ -118,7 +128,6 @@ class ServerProcess:
         self.process = subprocess.Popen(self.command(config_path), stdout=log, stderr=subprocess.STDOUT,
                                         cwd=self.workdir, env=env, start_new_session=True)
         log.close()
-        self.wait_ready(timeout_s)
         return self
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -165,3 +174,30 @@ class ServerProcess:
     def restart(self, timeout_s: float = 30.0) -> "ServerProcess":
         self.stop()
         return self.start(timeout_s)
+
+
+def ensemble(kind: str, workdir: Path, size: int = 3, settings: dict | None = None,
+             jvm_properties: dict | None = None) -> list[ServerProcess]:
+    """``size`` unstarted members of one ensemble on loopback, each with its own ports and
+    data directory; start them with ``start_all``."""
+    ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+    lines = {f"server.{i + 1}": f"127.0.0.1:{q}:{e};127.0.0.1:{c}" for i, (c, q, e) in enumerate(ports)}
+    members = []
+    for index, (client_port, _, _) in enumerate(ports):
+        merged = {"initLimit": "10", "syncLimit": "5", "tickTime": "1000", **lines, **(settings or {})}
+        members.append(ServerProcess(kind, Path(workdir) / f"{kind}-{index + 1}", merged,
+                                     jvm_properties, myid=index + 1, port=client_port))
+    return members
+
+
+def start_all(members: list[ServerProcess], timeout_s: float = 60.0) -> list[ServerProcess]:
+    """Start every member, then wait until each one serves."""
+    for member in members:
+        member.launch()
+    for member in members:
+        member.wait_ready(timeout_s)
+    return members
+
+
+def connect_string(members: list[ServerProcess]) -> str:
+    return ",".join(member.connect_string for member in members)

@@ -141,6 +141,8 @@ class ZabPeer:
         self.last_leader_contact_ms = now_ms
         self.ack_newleader_when_durable: int | None = None
         self.touched: set[int] = set()
+        self.last_ping_ms = 0
+        self.early_follower_info: dict[int, m.FollowerInfo] = {}
         self.start_election()
 
     # -- small helpers ---------------------------------------------------------------------------
@@ -201,6 +203,7 @@ class ZabPeer:
         self.follow_phase = ""
         self.ack_newleader_when_durable = None
         self.round += 1
+        self.early_follower_info = {}
         self.vote = m.Vote(self.round, self.my_id, self.last_logged, self.current_epoch, m.LOOKING)
         self.received = {self.my_id: self.vote}
         self.outside = {}
@@ -405,6 +408,9 @@ class ZabPeer:
         self.proposed_epoch = False
         # The new leader's whole log will be committed by the new epoch: apply it now.
         self._commit_to(self.last_logged)
+        early, self.early_follower_info = self.early_follower_info, {}
+        for sender, info in sorted(early.items()):
+            self._on_follower_info(sender, info)
         self._check_epoch_quorum()
 
     def _learner(self, sender: int) -> _Learner:
@@ -416,9 +422,9 @@ class ZabPeer:
 
     def _on_follower_info(self, sender: int, message: m.FollowerInfo) -> None:
         if self.state != m.LEADING:
-            if self.state != m.LOOKING:
-                # Not the leader: the sender will time out and look again.
-                return
+            if self.state == m.LOOKING:
+                # The follower decided first; keep its info for when we decide to lead.
+                self.early_follower_info[sender] = message
             return
         learner = self._learner(sender)
         learner.accepted_epoch = message.accepted_epoch
@@ -677,6 +683,9 @@ class ZabPeer:
             if self.established or now_ms - self.last_vote_sent_ms > limit:
                 self.start_election()
             return
+        if now_ms - self.last_ping_ms < tick_ms // 2:
+            return
+        self.last_ping_ms = now_ms
         for sid, learner in sorted(self.learners.items()):
             if learner.synced:
                 self._send(sid, m.Ping(self.commit_zxid))

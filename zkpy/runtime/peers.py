@@ -1,0 +1,169 @@
+"""TCP links between ensemble members.
+
+Each member sends to a peer over its own outgoing connection (to the peer's quorum port, or
+election port for votes) and receives on connections the peer opened. A link preserves order
+(TCP); when it breaks, whatever was queued on it is dropped and the owner is told
+(``on_lost``), so the ZAB peer knows a message may have been lost, exactly as a broken socket
+tells ZooKeeper. Queues are bounded: a peer that stops reading loses its link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Callable
+
+import structlog
+
+from jute.errors import JuteDecodeError
+from zkpy.zab.wire import decode_hello, decode_message, encode_message, hello
+
+log = structlog.get_logger("zkpy.peers")
+
+MAX_QUEUED_MESSAGES = 200_000
+MAX_PEER_FRAME_BYTES = 512 << 20
+RECONNECT_DELAY_S = 0.2
+_LENGTH = struct.Struct(">i")
+
+
+class OutgoingLink:
+    """Our connection to one peer: queue, connect, write; report breaks."""
+
+    def __init__(self, my_id: int, peer_id: int, host: str, port: int,
+                 on_lost: Callable[[int], None], purpose: str) -> None:
+        self.my_id = my_id
+        self.peer_id = peer_id
+        self.host = host
+        self.port = port
+        self.on_lost = on_lost
+        self.purpose = purpose
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+        self.connected = False
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    def send(self, message) -> None:
+        if self.queue.qsize() >= MAX_QUEUED_MESSAGES:
+            log.warning("peer link queue full; dropping the link", peer=self.peer_id, purpose=self.purpose)
+            self._drop_queue()
+            self.on_lost(self.peer_id)
+            return
+        self.queue.put_nowait(message)
+
+    def _drop_queue(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def _run(self) -> None:
+        while True:
+            writer = None
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), timeout=2.0)
+                writer.write(hello(self.my_id))
+                self.connected = True
+                log.info("connected to peer", peer=self.peer_id, purpose=self.purpose)
+                while True:
+                    message = await self.queue.get()
+                    writer.write(encode_message(message))
+                    while not self.queue.empty() and writer.transport.get_write_buffer_size() < (1 << 20):
+                        writer.write(encode_message(self.queue.get_nowait()))
+                    await writer.drain()
+            except asyncio.CancelledError:
+                if writer is not None:
+                    writer.close()
+                raise
+            except (OSError, asyncio.TimeoutError, ConnectionError) as error:
+                if self.connected:
+                    log.info("lost connection to peer", peer=self.peer_id, purpose=self.purpose,
+                             error=str(error) or type(error).__name__)
+            finally:
+                if writer is not None:
+                    writer.close()
+            was_connected, self.connected = self.connected, False
+            if was_connected:
+                # Some of what was queued may have been written and some not: drop it all and
+                # tell the peer, as a broken socket does. Before the first connection nothing
+                # was written, so the queue waits for the link intact.
+                self._drop_queue()
+                self.on_lost(self.peer_id)
+            await asyncio.sleep(RECONNECT_DELAY_S)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+class LinkSet:
+    """Outgoing links to every other member and a listener for their incoming ones."""
+
+    def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]], purpose: str,
+                 on_message: Callable[[int, object], None], on_lost: Callable[[int], None],
+                 report_loss: bool) -> None:
+        self.my_id = my_id
+        self.addresses = addresses
+        self.purpose = purpose
+        self.on_message = on_message
+        self.report_loss = report_loss
+        self._on_lost = on_lost
+        self.links = {sid: OutgoingLink(my_id, sid, host, port, self._lost, purpose)
+                      for sid, (host, port) in addresses.items() if sid != my_id}
+        self.server: asyncio.AbstractServer | None = None
+        self._incoming: set[asyncio.Task] = set()
+
+    def _lost(self, peer_id: int) -> None:
+        if self.report_loss:
+            self._on_lost(peer_id)
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        for link in self.links.values():
+            link.start()
+
+    def send(self, peer_id: int, message) -> None:
+        link = self.links.get(peer_id)
+        if link is not None:
+            link.send(message)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_id = None
+        task = asyncio.current_task()
+        self._incoming.add(task)
+        try:
+            peer_id = decode_hello(await self._read_frame(reader, 4096))
+            if peer_id not in self.links:
+                log.warning("connection from an unknown server id; closing", peer=peer_id,
+                            purpose=self.purpose)
+                return
+            while True:
+                frame = await self._read_frame(reader, MAX_PEER_FRAME_BYTES)
+                self.on_message(peer_id, decode_message(frame))
+        except asyncio.CancelledError:
+            raise
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        except JuteDecodeError as error:
+            log.warning("bad frame from peer; closing", peer=peer_id, purpose=self.purpose,
+                        error=str(error))
+        finally:
+            writer.close()
+            self._incoming.discard(task)
+            if peer_id in self.links:
+                self._lost(peer_id)
+
+    @staticmethod
+    async def _read_frame(reader: asyncio.StreamReader, limit: int) -> bytes:
+        length = _LENGTH.unpack(await reader.readexactly(4))[0]
+        if length < 0 or length > limit:
+            raise JuteDecodeError(f"peer frame length {length} out of range")
+        return await reader.readexactly(length)
+
+    def stop(self) -> None:
+        for link in self.links.values():
+            link.stop()
+        for task in list(self._incoming):
+            task.cancel()
+        if self.server is not None:
+            self.server.close()

@@ -1,0 +1,171 @@
+"""An ensemble member: the standalone runtime plus the ZAB peer and its links.
+
+The client side is the standalone server's (same sockets, same core); what changes is the
+order stage. Txns the core prepares (as leader) or forwards (as follower) go through the
+EnsembleNode; the node's appends are group-committed by ``RocksStorage.flush`` in a worker
+thread, and only then is the peer told (``log_durable``), which is what lets it acknowledge.
+Clients are accepted only while the member serves (an established leader or a synced
+follower); when it stops serving every client connection is closed, as ZooKeeper does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+
+from zkpy.config import ConfigError, ServerConfig
+from zkpy.core import LEADER
+from zkpy.ensemble.node import EnsembleNode
+from zkpy.runtime.peers import LinkSet
+from zkpy.runtime.server import ClientHandler, Server, now_ms
+from zkpy.sessions.tracker import SessionTracker
+from zkpy.storage.rocks_storage import RocksStorage
+from zkpy.zab import messages as m
+from zkpy.zab.peer import PeerSettings, ZabPeer
+
+log = structlog.get_logger("zkpy.quorum")
+
+# Session passwords must verify on every member, so they share one secret (ZooKeeper uses a
+# fixed constant for the same reason).
+ENSEMBLE_SESSION_SECRET = b"zkpy-ensemble-session-secret"
+TICK_INTERVAL_S = 0.05
+
+
+def read_myid(data_dir: str) -> int:
+    path = Path(data_dir) / "myid"
+    try:
+        return int(path.read_text().strip())
+    except FileNotFoundError:
+        raise ConfigError(f"myid: {path} is missing (an ensemble member needs its id there)") from None
+    except ValueError:
+        raise ConfigError(f"myid: {path} does not hold an integer") from None
+
+
+class QuorumServer(Server):
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self.my_id = read_myid(config.data_dir)
+        members = {spec.server_id: spec for spec in config.servers}
+        if self.my_id not in members:
+            raise ConfigError(f"myid: {self.my_id} has no server.{self.my_id} line")
+        self.members = members
+        self.voters = frozenset(sid for sid, spec in members.items() if spec.role == "participant")
+        core = self.core
+        core.settings.server_id = self.my_id
+        core.settings.session_secret = ENSEMBLE_SESSION_SECRET
+        core.sessions = SessionTracker(config.tick_ms, self.my_id, now_ms())
+        self.storage = RocksStorage(self.txn_log)
+        self.node: EnsembleNode | None = None
+        self.quorum_links: LinkSet | None = None
+        self.election_links: LinkSet | None = None
+
+    def restore(self) -> None:
+        super().restore()
+        time_ms = now_ms()
+        accepted, current = self.storage.epochs()
+        floor = self.storage.floor_zxid()
+        config = self.config
+        settings = PeerSettings(self.my_id, self.voters, tick_ms=config.tick_ms,
+                                init_limit=config.init_limit, sync_limit=config.sync_limit)
+        peer = ZabPeer(settings, accepted, current, self.storage.logged_zxids(floor), floor,
+                       self.core.tree.last_zxid, time_ms)
+        self.node = EnsembleNode(peer, self.core, self.storage)
+        log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
+                 current_epoch=current, zxid=hex(self.core.tree.last_zxid))
+
+    # -- links ---------------------------------------------------------------------------------
+
+    async def _start_ensemble(self) -> None:
+        me = self.members[self.my_id]
+        quorum_addresses = {sid: (s.host, s.quorum_port) for sid, s in self.members.items()}
+        election_addresses = {sid: (s.host, s.election_port) for sid, s in self.members.items()}
+        self.quorum_links = LinkSet(self.my_id, quorum_addresses, "quorum", self._on_message,
+                                    self._on_lost, report_loss=True)
+        self.election_links = LinkSet(self.my_id, election_addresses, "election",
+                                      self._on_message, self._on_lost, report_loss=False)
+        await self.quorum_links.start(me.host, me.quorum_port)
+        await self.election_links.start(me.host, me.election_port)
+        self._route(self.node.process(now_ms()))
+        self._tasks_extra = [asyncio.create_task(self._peer_ticker())]
+
+    def _stop_ensemble(self) -> None:
+        for task in getattr(self, "_tasks_extra", ()):
+            task.cancel()
+        for links in (self.quorum_links, self.election_links):
+            if links is not None:
+                links.stop()
+
+    def _route(self, outgoing: list) -> None:
+        for to, message in outgoing:
+            links = self.election_links if type(message) is m.Vote else self.quorum_links
+            links.send(to, message)
+
+    def _on_message(self, sender: int, message) -> None:
+        self._route(self.node.step(sender, message, now_ms()))
+        self._schedule_flush()
+
+    def _on_lost(self, peer_id: int) -> None:
+        self._route(self.node.link_lost(peer_id, now_ms()))
+        self._schedule_flush()
+
+    # -- the order stage -------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._route(self.node.process(now_ms()))
+        if not self._sync_in_flight and self.storage.queued:
+            self._sync_in_flight = True
+            future = asyncio.get_running_loop().run_in_executor(None, self.storage.flush)
+            future.add_done_callback(self._log_synced)
+        self._send_outbox()
+
+    def _log_synced(self, future: asyncio.Future) -> None:
+        self._sync_in_flight = False
+        error = future.exception()
+        if error is not None:
+            log.critical("transaction log write failed; shutting down", peer=self.my_id, error=repr(error))
+            self.stop()
+            return
+        zxid = future.result()
+        if zxid >= 0:
+            self._route(self.node.log_durable(zxid, now_ms()))
+        self._flush()
+
+    # -- clients and status ----------------------------------------------------------------------
+
+    def admit(self, handler: ClientHandler) -> bool:
+        if self.node is None or not self.node.serving:
+            log.info("not serving yet; closing client connection", client=handler.peer_host,
+                     peer=self.my_id)
+            handler.abort()
+            return False
+        return super().admit(handler)
+
+    def serving(self) -> bool:
+        return self.node is not None and self.node.serving
+
+    def mode(self) -> str:
+        if self.node is None or not self.node.serving:
+            return "looking"
+        return "leader" if self.node.role == LEADER else "follower"
+
+    async def _peer_ticker(self) -> None:
+        reap_every_ms = self.config.container_check_interval_ms
+        last_reap_ms = now_ms()
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            time_ms = now_ms()
+            self._route(self.node.tick(time_ms))
+            if time_ms - last_reap_ms >= reap_every_ms:
+                last_reap_ms = time_ms
+                self._route(self.node.reap_containers(time_ms))
+            self._schedule_flush()
+
+    async def _ticker(self) -> None:
+        # Session expiry runs in the node's tick (leaders only); nothing to do here.
+        await asyncio.Event().wait()
+
+    async def _reaper(self) -> None:
+        await asyncio.Event().wait()

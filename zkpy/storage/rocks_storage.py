@@ -1,0 +1,109 @@
+"""The ensemble Storage (see zkpy.ensemble.storage) on the RocksDB txn log.
+
+Appends are queued and written by ``flush`` (the runtime calls it in a worker thread, one
+synced write for everything queued: group commit); ``read_txns`` sees queued txns too, so a
+commit can be applied before its own sync completes on a follower, as in ZooKeeper.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from zkpy.ensemble.storage import decode_snapshot
+from zkpy.storage.txnlog import LOG_PREFIX, TxnLog, _u64
+from zkpy.tree.datatree import DataTree, Node
+
+EPOCHS_KEY = b"epochs"
+
+
+class RocksStorage:
+    def __init__(self, txn_log: TxnLog) -> None:
+        self.txn_log = txn_log
+        self.queued: list[tuple] = []
+        self._lock = threading.Lock()
+
+    # -- epochs ------------------------------------------------------------------------------
+
+    def epochs(self) -> tuple[int, int]:
+        raw = self.txn_log.db.get(EPOCHS_KEY)
+        if raw is None:
+            return 0, 0
+        value = json.loads(raw)
+        return value["accepted"], value["current"]
+
+    def persist_epochs(self, accepted_epoch: int, current_epoch: int) -> None:
+        value = json.dumps({"accepted": accepted_epoch, "current": current_epoch}).encode()
+        self.txn_log.db.put(EPOCHS_KEY, value, self.txn_log._sync)
+
+    # -- the log -----------------------------------------------------------------------------
+
+    def append(self, batch: list) -> None:
+        with self._lock:
+            self.queued.extend(batch)
+
+    def flush(self) -> int:
+        """Write and sync what is queued (worker thread); returns the last synced zxid."""
+        with self._lock:
+            batch, self.queued = self.queued, []
+        if not batch:
+            return -1
+        self.txn_log.append(batch)
+        return batch[-1][0].zxid
+
+    def truncate_after(self, zxid: int) -> None:
+        self.flush()
+        from rocksdict import WriteBatch
+        writes = WriteBatch(raw_mode=True)
+        writes.delete_range(LOG_PREFIX + _u64(zxid + 1), LOG_PREFIX + b"\xff" * 8)
+        self.txn_log.db.write(writes, self.txn_log._sync)
+        for meta in self.txn_log.snapshots():
+            if meta["zxid"] > zxid:
+                self.txn_log.delete_snapshot(meta)
+
+    def install_snapshot(self, zxid: int, payload: bytes) -> None:
+        with self._lock:
+            self.queued = []
+        tree, sessions = decode_snapshot(payload, zxid)
+        for meta in self.txn_log.snapshots():
+            self.txn_log.delete_snapshot(meta)
+        self.txn_log.write_snapshot(zxid, tree.iter_nodes(), sessions, 0)
+        from rocksdict import WriteBatch
+        writes = WriteBatch(raw_mode=True)
+        writes.delete_range(LOG_PREFIX + _u64(0), LOG_PREFIX + b"\xff" * 8)
+        self.txn_log.db.write(writes, self.txn_log._sync)
+
+    def read_txns(self, after: int, upto: int) -> list:
+        found = []
+        for hdr, txn in self.txn_log.txns_after(after):
+            if hdr.zxid > upto:
+                break
+            found.append((hdr, txn))
+        with self._lock:
+            queued = list(self.queued)
+        last = found[-1][0].zxid if found else after
+        found.extend(e for e in queued if last < e[0].zxid <= upto)
+        return found
+
+    def logged_zxids(self, after: int) -> list[int]:
+        return [hdr.zxid for hdr, _ in self.txn_log.txns_after(after)]
+
+    def floor_zxid(self) -> int:
+        snapshots = self.txn_log.snapshots()
+        return snapshots[0]["zxid"] if snapshots else 0
+
+    def load_snapshot(self) -> tuple[DataTree, list, int]:
+        snapshots = self.txn_log.snapshots()
+        if not snapshots:
+            return DataTree(), [], 0
+        meta = snapshots[0]
+        nodes, sessions = self.txn_log.read_snapshot(meta)
+        tree = DataTree()
+        tree.clear()
+        for record in nodes:
+            stat = record.stat
+            tree.load_node(record.path, Node(record.data, record.acl, stat.czxid, stat.mzxid,
+                                             stat.ctime, stat.mtime, stat.version, stat.cversion,
+                                             stat.aversion, stat.ephemeral_owner, stat.pzxid))
+        tree.last_zxid = meta["zxid"]
+        return tree, [(s.session_id, s.timeout_ms) for s in sessions], meta["zxid"]

@@ -59,7 +59,7 @@ def _latency(stats) -> str:
 
 
 def _mode(server) -> str:
-    return "standalone"
+    return server.mode()
 
 
 def _znode_count(tree) -> int:
@@ -374,9 +374,15 @@ COMMANDS = {
 }
 
 
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+_NEED_SERVING = frozenset(("srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump"))
+
+
 def answer(server, word: str) -> str:
     if word not in server.config.four_letter_words or word not in COMMANDS:
         return f"{word} is not executed because it is not in the whitelist.\n"
+    if word in _NEED_SERVING and not server.serving():
+        return NOT_SERVING
     # ZooKeeper counts a four-letter word as a received packet and its answer as a sent one.
     stats = server.core.stats
     stats.packets_received += 1

@@ -130,6 +130,8 @@ class Server:
         self._flush_scheduled = False
         self._sync_in_flight = False
         self._listener: asyncio.AbstractServer | None = None
+        self._http = None  # the AdminServer and metrics endpoint (zkpy.runtime.admin)
+        self.exit_code = 0
         self._tasks: list[asyncio.Task] = []
         self._stopping: asyncio.Event | None = None
         self.txn_count = 0
@@ -155,8 +157,9 @@ class Server:
             lambda: ClientHandler(self, next(self._ids)),
             host=self.config.client_port_address, port=self.config.client_port,
             reuse_address=True, backlog=1024)
+        await self._start_ensemble()
         log.info("serving", address=self.config.client_port_address, port=self.config.client_port,
-                 zxid=hex(self.core.tree.last_zxid), mode="standalone")
+                 zxid=hex(self.core.tree.last_zxid), mode=self.mode())
         self._tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._reaper())]
         if self.config.purge_interval_hours > 0:
             self._tasks.append(asyncio.create_task(self._purger()))
@@ -173,6 +176,7 @@ class Server:
             self._listener.close()
         for task in self._tasks:
             task.cancel()
+        self._stop_ensemble()
         # Let an in-flight sync finish so no acknowledged write is in doubt.
         deadline = time.monotonic() + 2.0
         while (self._sync_in_flight or self._snapshot_task) and time.monotonic() < deadline:
@@ -319,6 +323,20 @@ class Server:
     def uptime_ms(self) -> int:
         return now_ms() - self.started_ms
 
+    # -- what an ensemble member overrides (zkpy.runtime.quorum) --------------------------------
+
+    def mode(self) -> str:
+        return "standalone"
+
+    def serving(self) -> bool:
+        return True
+
+    async def _start_ensemble(self) -> None:
+        return None
+
+    def _stop_ensemble(self) -> None:
+        return None
+
 
 def run(config: ServerConfig) -> int:
     """Run a server until SIGTERM/SIGINT; returns the exit code."""
@@ -330,7 +348,11 @@ def run(config: ServerConfig) -> int:
     for key in config.ignored:
         log.info("config key not used by zkpy", key=key)
     os.makedirs(config.data_dir, exist_ok=True)
-    server = Server(config)
+    if len(config.servers) > 1:
+        from zkpy.runtime.quorum import QuorumServer
+        server = QuorumServer(config)
+    else:
+        server = Server(config)
     server.restore()
 
     async def main() -> None:
@@ -340,4 +362,4 @@ def run(config: ServerConfig) -> int:
         await server.serve()
 
     asyncio.run(main())
-    return 0
+    return server.exit_code

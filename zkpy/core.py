@@ -55,6 +55,7 @@ LEADER = "leader"
 FOLLOWER = "follower"
 FORWARDED = object()  # marks a follower's write that waits for its commit
 _DELETE_CONTAINER = int(OpCode.deleteContainer)
+_SASL = int(OpCode.sasl)
 
 
 def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -303,6 +304,9 @@ class ServerCore:
             self.stats.packets_received -= 1  # handle_auth counts it
             self.handle_auth(connection_id, packet, xid)
             return
+        if op_type == _SASL:
+            self._sasl(conn, xid, payload)
+            return
         if op_type == _DELETE_CONTAINER:
             # Only the server's own reaper deletes containers; ZooKeeper refuses a client's
             # deleteContainer, so it cannot be used to get around the delete ACLs.
@@ -348,6 +352,22 @@ class ServerCore:
                 self._waiting_syncs.add(session_id)
             else:
                 self._answer_read(request, now_ms)
+
+    def _sasl(self, conn: Connection, xid: int, payload: bytes) -> None:
+        """zkpy has no SASL. Like ZooKeeper without a SASL login, answer a token at once with
+        an empty challenge (the client carries on unauthenticated) and drop a connection whose
+        packet has no token. (sasl has no handler in the read pipeline.)"""
+        try:
+            token = r.GetSASLRequest.decode_from(payload, 8)[0].token
+        except JuteDecodeError:
+            token = None
+        if token is None:
+            log.warning("malformed SASL request; closing connection",
+                        session=hex(conn.session_id & 0xFFFFFFFFFFFFFFFF))
+            self._close(conn.connection_id)
+            return
+        body = r.SetSASLResponse.encode(r.SetSASLResponse(None))
+        self._send(conn.connection_id, reply_frame(xid, 0, 0, body))
 
     _NO_BODY_OPS = frozenset((OpCode.ping, OpCode.closeSession, OpCode.whoAmI))
 

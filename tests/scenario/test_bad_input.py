@@ -272,6 +272,42 @@ def test_internal_opcodes_from_a_client_change_nothing(server_factory, server_ki
     assert_served(intruder, "deleteContainer from a client")
 
 
+def test_sasl_without_sasl_configured(server_factory, server_kind, clients):
+    """Neither server has a SASL login: a sasl packet with a token is answered at once with an
+    empty challenge (zxid 0) and changes nothing; one without a token (null, missing or cut
+    short) closes the connection unanswered. The session lives on either way."""
+    server = server_factory(server_kind)
+    bystander = clients(server)
+    for token in (b"token", b""):
+        client = clients(server)
+        reply = client.call(OpCode.sasl, r.GetSASLRequest.encode(r.GetSASLRequest(token)))
+        assert (reply.xid, reply.zxid, reply.err) == (1, 0, OK)
+        assert reply.response == r.SetSASLResponse(None)
+        assert [(i.auth_scheme, i.user) for i in client.who_am_i().response.client_info] == [
+            ("ip", "127.0.0.1")]
+    for body in (r.GetSASLRequest.encode(r.GetSASLRequest(None)), b"", b"\x00\x00"):
+        client = clients(server)
+        assert client.outcome(OpCode.sasl, body) == "closed", body
+        assert_served(bystander, "a sasl request")
+        resumed = clients(server, session_id=client.session_id, passwd=client.passwd)
+        assert resumed.connect_response.session_id == client.session_id
+        resumed.close_session()
+
+
+def test_watch_on_a_null_path(server_factory, server_kind, clients):
+    """addWatch with a null path string is accepted by both servers; the watch listings then
+    show it as "null" (found by the fuzz test: zkpy's wchp failed to sort it)."""
+    server = server_factory(server_kind)
+    client = clients(server)
+    assert client.call(OpCode.addWatch, r.AddWatchRequest(None, 0)).err == OK
+    assert client.exists("/x", watch=True).err == Err.NONODE
+    assert "\tnull\n" in four_letter_word(server.port, "wchc")
+    assert "null\n\t0x" in four_letter_word(server.port, "wchp")
+    assert four_letter_word(server.port, "wchs") == "1 connections watching 2 paths\nTotal watches:2\n"
+    assert client.create("/x").err == OK
+    assert [e.path for e in client.take_events()] == ["/x"]
+
+
 def _valid_bodies() -> dict[str, tuple[int, bytes]]:
     records = {
         "create": (OpCode.create, r.CreateRequest("/t/a", b"data", OPEN_ACL_UNSAFE, 0)),
@@ -495,6 +531,8 @@ def test_zkpy_logs_why_it_closed_each_connection(server_factory, clients):
                r"closing connection.*no header")
     close_with(RawClient("127.0.0.1", server.port), request_frame(5, 99), "unknown opcode",
                r"unknown opcode.*closing connection|closing connection.*unknown opcode")
+    close_with(RawClient("127.0.0.1", server.port), request_frame(5, OpCode.sasl, b""),
+               "sasl request without a token", r"SASL request; closing connection")
     close_with(RawClient("127.0.0.1", server.port),
                request_frame(Xid.AUTH, OpCode.auth,
                              r.AuthPacket.encode(r.AuthPacket(0, "nosuchscheme", b"x"))),

@@ -99,7 +99,8 @@ def _client_line(server, handler, detailed: bool) -> str:
         # (interest ops 0) and counted its word as a received packet.
         interest = "0"
         received += 1
-    line = f" /{handler.peer_host}:{handler.peer_port}[{interest}](queued={queued},recved={received},sent={sent}"
+    line = (f" /{handler.peer_host}:{handler.peer_port}[{interest}]"
+            f"(queued={queued},recved={received},sent={sent}")
     if detailed and session_id:
         line += _session_details(core, conn)
     return line + ")\n"
@@ -270,16 +271,27 @@ def wchs(server) -> str:
             f"Total watches:{table.count()}\n")
 
 
+def _path_text(path: str | None) -> str:
+    # A watch can be set on a null path (addWatch with a null string); Java prints "null".
+    return "null" if path is None else path
+
+
+def _sorted_paths(paths) -> list[str]:
+    return sorted(_path_text(path) for path in paths)
+
+
 def wchc(server) -> str:
     table = server.core.watches.data
-    return "".join(f"{_hex(sid)}\n" + "".join(f"\t{p}\n" for p in sorted(owned))
+    return "".join(f"{_hex(sid)}\n" + "".join(f"\t{p}\n" for p in _sorted_paths(owned))
                    for sid, owned in sorted(table.by_session.items())) + "\n"
 
 
 def wchp(server) -> str:
     table = server.core.watches.data
+    by_path = sorted(((_path_text(path), sids) for path, sids in table.by_path.items()),
+                     key=lambda item: item[0])
     return "".join(f"{path}\n" + "".join(f"\t{_hex(s)}\n" for s in sorted(sids))
-                   for path, sids in sorted(table.by_path.items())) + "\n"
+                   for path, sids in by_path) + "\n"
 
 
 def _expiry_sets(title: str, buckets: dict[int, list[str]], count: int) -> list[str]:

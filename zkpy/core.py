@@ -26,7 +26,7 @@ from collections import deque
 
 import structlog
 
-from jute import Err, KeeperState, OpCode, Xid
+from jute import Err, KeeperState, OpCode, Perms, Xid
 from jute import records as r
 from jute.errors import JuteDecodeError
 from jute.opcodes import (MULTI_READ_OPS, MULTI_WRITE_OPS, MultiResult, REQUEST_RECORDS,
@@ -598,10 +598,14 @@ class ServerCore:
         log.info("session closed", session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
 
     def _notify(self, notifications) -> None:
-        for session_id, event_type, path in notifications:
+        for session_id, event_type, path, acl in notifications:
             connection_id = self.session_connection.get(session_id)
             if connection_id is None:
                 continue
+            if acl:
+                auth = self.connections[connection_id].auth_info
+                if not acls.has_permission(acl, Perms.READ, auth, acls.is_super(auth)):
+                    continue
             event = r.WatcherEvent.encode((event_type, _SYNC_CONNECTED, path))
             self._send(connection_id, reply_frame(Xid.NOTIFICATION, -1, 0, event))
 

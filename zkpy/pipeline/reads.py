@@ -166,22 +166,22 @@ def read_set_watches(tree, watches, request: Request) -> bytes:
     for path in body.data_watches or ():
         node = nodes.get(path)
         if node is None:
-            fired.append((session_id, 2, path))
+            fired.append((session_id, 2, path, None))
         elif node.mzxid > relative_zxid:
-            fired.append((session_id, 3, path))
+            fired.append((session_id, 3, path, None))
         else:
             watches.add_data_watch(path, session_id)
     for path in body.exist_watches or ():
         if path in nodes:
-            fired.append((session_id, 1, path))
+            fired.append((session_id, 1, path, None))
         else:
             watches.add_data_watch(path, session_id)
     for path in body.child_watches or ():
         node = nodes.get(path)
         if node is None:
-            fired.append((session_id, 2, path))
+            fired.append((session_id, 2, path, None))
         elif node.pzxid > relative_zxid:
-            fired.append((session_id, 4, path))
+            fired.append((session_id, 4, path, None))
         else:
             watches.add_child_watch(path, session_id)
     if request.type == OpCode.setWatches2:

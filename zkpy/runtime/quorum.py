@@ -128,10 +128,21 @@ class QuorumServer(Server):
             log.critical("transaction log write failed; shutting down", peer=self.my_id, error=repr(error))
             self.stop()
             return
-        zxid = future.result()
-        if zxid >= 0:
+        zxid, count, generation = future.result()
+        if zxid >= 0 and generation == self.storage.generation:
             self._route(self.node.log_durable(zxid, now_ms()))
+            self.txn_count += count
+            self.txns_since_snapshot += count
+            if self.txns_since_snapshot >= self.config.snap_count:
+                self._take_snapshot()
         self._flush()
+
+    def _take_snapshot(self) -> None:
+        """As standalone, then tell the peer how far back its log still reaches."""
+        super()._take_snapshot()
+        snapshots = self.txn_log.snapshots()
+        if len(snapshots) >= self.config.snap_retain_count:
+            self.node.peer.set_log_floor(snapshots[-1]["zxid"])
 
     # -- clients and status ----------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import threading
 
+from rocksdict import WriteBatch
+
 from zkpy.ensemble.storage import decode_snapshot
 from zkpy.storage.txnlog import LOG_PREFIX, TxnLog, _u64
 from zkpy.tree.datatree import DataTree, Node
@@ -22,6 +24,12 @@ class RocksStorage:
         self.txn_log = txn_log
         self.queued: list[tuple] = []
         self._lock = threading.Lock()
+        # Held while a batch is written, so a truncation or snapshot install can never be
+        # overtaken by a write of txns queued before it.
+        self._write_lock = threading.Lock()
+        # Bumped by truncation and snapshot installs: a flush that began before one must not
+        # report its zxid as durable afterwards.
+        self.generation = 0
 
     # -- epochs ------------------------------------------------------------------------------
 
@@ -42,18 +50,25 @@ class RocksStorage:
         with self._lock:
             self.queued.extend(batch)
 
-    def flush(self) -> int:
-        """Write and sync what is queued (worker thread); returns the last synced zxid."""
-        with self._lock:
-            batch, self.queued = self.queued, []
-        if not batch:
-            return -1
-        self.txn_log.append(batch)
-        return batch[-1][0].zxid
+    def flush(self) -> tuple[int, int, int]:
+        """Write and sync what is queued (worker thread); returns the last synced zxid (-1 if
+        nothing was queued), how many txns were written, and the generation they belong to."""
+        with self._write_lock:
+            with self._lock:
+                batch, self.queued = self.queued, []
+                generation = self.generation
+            if not batch:
+                return -1, 0, generation
+            self.txn_log.append(batch)
+        return batch[-1][0].zxid, len(batch), generation
 
     def truncate_after(self, zxid: int) -> None:
-        self.flush()
-        from rocksdict import WriteBatch
+        self.flush()  # in the loop: truncation is rare, and must see every queued txn
+        with self._write_lock:
+            self.generation += 1
+            self._delete_log_after(zxid)
+
+    def _delete_log_after(self, zxid: int) -> None:
         writes = WriteBatch(raw_mode=True)
         writes.delete_range(LOG_PREFIX + _u64(zxid + 1), LOG_PREFIX + b"\xff" * 8)
         self.txn_log.db.write(writes, self.txn_log._sync)
@@ -62,13 +77,17 @@ class RocksStorage:
                 self.txn_log.delete_snapshot(meta)
 
     def install_snapshot(self, zxid: int, payload: bytes) -> None:
-        with self._lock:
-            self.queued = []
+        with self._write_lock:
+            with self._lock:
+                self.queued = []
+                self.generation += 1
+            self._replace_with_snapshot(zxid, payload)
+
+    def _replace_with_snapshot(self, zxid: int, payload: bytes) -> None:
         tree, sessions = decode_snapshot(payload, zxid)
         for meta in self.txn_log.snapshots():
             self.txn_log.delete_snapshot(meta)
         self.txn_log.write_snapshot(zxid, tree.iter_nodes(), sessions, 0)
-        from rocksdict import WriteBatch
         writes = WriteBatch(raw_mode=True)
         writes.delete_range(LOG_PREFIX + _u64(0), LOG_PREFIX + b"\xff" * 8)
         self.txn_log.db.write(writes, self.txn_log._sync)

@@ -71,7 +71,8 @@ class TxnResult(NamedTuple):
 
     ``type`` is the result type reported to the client (create2 for creates that return a
     Stat); ``path`` the node created or changed; ``stat`` its Stat afterwards, where the
-    operation returns one; ``err`` non-zero for an error txn; ``changes`` the watch triggers.
+    operation returns one; ``err`` non-zero for an error txn; ``changes`` the watch triggers
+    as (event_type, path, acl), the ACL a watcher needs READ on to be told.
     """
 
     type: int
@@ -192,7 +193,8 @@ class DataTree:
         # createContainer as create2 (path and Stat); top-level replies follow the opcode.
         result_type = OpCode.create if txn_type in (OpCode.create, OpCode.create2) else OpCode.create2
         return TxnResult(result_type, 0, path, node.stat(),
-                         ((NODE_CREATED, path), (NODE_CHILDREN_CHANGED, parent_path)))
+                         ((NODE_CREATED, path, node.acl),
+                          (NODE_CHILDREN_CHANGED, parent_path, parent.acl)))
 
     def _apply_delete(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         return self.delete_node(txn.path, zxid)
@@ -216,7 +218,8 @@ class DataTree:
                 if not owned:
                     del self.ephemerals[owner]
         return TxnResult(OpCode.delete, 0, path, None,
-                         ((NODE_DELETED, path), (NODE_CHILDREN_CHANGED, parent_path)))
+                         ((NODE_DELETED, path, node.acl),
+                          (NODE_CHILDREN_CHANGED, parent_path, parent.acl)))
 
     def _apply_set_data(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]
@@ -225,7 +228,7 @@ class DataTree:
         node.mzxid = zxid
         node.mtime = time_ms
         return TxnResult(OpCode.setData, 0, txn.path, node.stat(),
-                         ((NODE_DATA_CHANGED, txn.path),))
+                         ((NODE_DATA_CHANGED, txn.path, node.acl),))
 
     def _apply_set_acl(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]

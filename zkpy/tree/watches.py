@@ -85,13 +85,14 @@ class WatchTable:
         watchers = self.by_path.get(path)
         if watchers:
             for session_id, mode in list(watchers.items()):
-                if suppress is not None and session_id in suppress:
-                    continue
                 if mode == PERSISTENT_RECURSIVE and event_type == CHILDREN_CHANGED:
                     continue
-                fired.append(session_id)
                 if mode == STANDARD:
+                    # A one-shot watch is used up even when its session was already told by
+                    # the other table (the suppressed case of a deletion).
                     self.remove(path, session_id)
+                if suppress is None or session_id not in suppress:
+                    fired.append(session_id)
         if self.recursive_count and event_type != CHILDREN_CHANGED:
             ancestor = paths.parent_of(path)
             while ancestor:
@@ -130,22 +131,24 @@ class WatchManager:
         self.data.remove_session(session_id)
         self.child.remove_session(session_id)
 
-    def trigger(self, changes) -> list[tuple[int, int, str]]:
-        """Notifications for a sequence of (event_type, path) changes, in order."""
-        out: list[tuple[int, int, str]] = []
-        for event_type, path in changes:
+    def trigger(self, changes) -> list[tuple]:
+        """Notifications for a sequence of (event_type, path, acl) changes, in order, as
+        (session_id, event_type, path, acl): the caller delivers only to sessions with READ
+        on ``acl`` (ZooKeeper's fix for CVE-2024-23944); the watch is used up either way."""
+        out: list[tuple] = []
+        for event_type, path, acl in changes:
             if event_type == CHILDREN_CHANGED:
                 for session_id in self.child.collect(path, event_type, None):
-                    out.append((session_id, event_type, path))
+                    out.append((session_id, event_type, path, acl))
             elif event_type == DELETED:
                 notified = self.data.collect(path, event_type, None)
                 notified_set = set(notified)
                 notified.extend(self.child.collect(path, event_type, notified_set))
                 for session_id in notified:
-                    out.append((session_id, event_type, path))
+                    out.append((session_id, event_type, path, acl))
             else:
                 for session_id in self.data.collect(path, event_type, None):
-                    out.append((session_id, event_type, path))
+                    out.append((session_id, event_type, path, acl))
         return out
 
     def watch_count(self) -> int:

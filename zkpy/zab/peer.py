@@ -140,6 +140,8 @@ class ZabPeer:
         self.follow_phase = ""
         self.last_leader_contact_ms = now_ms
         self.ack_newleader_when_durable: int | None = None
+        # Highest Commit heard from the leader; applied as far as our own log is durable.
+        self.leader_commit_zxid = 0
         self.touched: set[int] = set()
         self.last_ping_ms = 0
         self.early_follower_info: dict[int, m.FollowerInfo] = {}
@@ -202,6 +204,7 @@ class ZabPeer:
         self.pending_syncs.clear()
         self.follow_phase = ""
         self.ack_newleader_when_durable = None
+        self.leader_commit_zxid = 0
         self.round += 1
         self.early_follower_info = {}
         self.vote = m.Vote(self.round, self.my_id, self.last_logged, self.current_epoch, m.LOOKING)
@@ -384,6 +387,7 @@ class ZabPeer:
     def _on_commit(self, sender: int, message: m.Commit) -> None:
         if not self._from_leader(sender) or self.follow_phase == "discovery":
             return
+        self.leader_commit_zxid = max(self.leader_commit_zxid, message.zxid)
         self._commit_to(min(message.zxid, self.durable_zxid if self.follow_phase == "broadcast"
                             else self.last_logged))
 
@@ -623,6 +627,9 @@ class ZabPeer:
                         self._send(self.leader_id, m.Ack(logged))
             self._maybe_ack_newleader()
             self._last_acked = zxid
+            if self.follow_phase == "broadcast" and self.leader_commit_zxid > self.applied_zxid:
+                # A Commit that came before our own log sync left this part unapplied.
+                self._commit_to(min(self.leader_commit_zxid, zxid))
 
     _last_acked = 0
 
@@ -646,6 +653,14 @@ class ZabPeer:
             return False
         self._send(self.leader_id, m.SyncRequest(session_id, xid))
         return True
+
+    def set_log_floor(self, zxid: int) -> None:
+        """The log was purged: it is complete only after ``zxid`` now (a snapshot's zxid)."""
+        if zxid <= self.log_floor:
+            return
+        cut = bisect.bisect_right(self.logged, zxid)
+        del self.logged[:cut]
+        self.log_floor = zxid
 
     def link_lost(self, other: int, now_ms: int) -> None:
         """The connection to ``other`` broke (what was in flight on it is lost)."""

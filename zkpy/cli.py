@@ -3,7 +3,7 @@
 ``zkpy [-Dname=value ...] [zoo.cfg]`` runs a server, as ZooKeeper's QuorumPeerMain does; with no
 zoo.cfg it serves 127.0.0.1:2181 with data under ./data. ``JVMFLAGS`` and ``SERVER_JVMFLAGS``
 are read for -D settings as zkServer.sh reads them. Other commands: ``zkpy bench ...`` (load
-generator), ``zkpy bench-codec``.
+generator), ``zkpy bench-codec``, ``zkpy status HOST:PORT[,...]`` (an ensemble's health as JSON).
 """
 
 from __future__ import annotations
@@ -38,9 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "bench":
         from zkpy.bench import loadgen
         return loadgen.main(argv[1:]) or 0
+    if argv and argv[0] == "status":
+        from zkpy import status
+        return status.main(argv[1:])
     if argv and argv[0] == "bench-codec":
         from zkpy.bench import codec
         return codec.main(argv[1:]) or 0
+    if argv and argv[0] in ("import", "export", "dump-snapshot", "dump-log"):
+        from zkpy.tools import cli as tools_cli
+        return tools_cli.main(argv[0], argv[1:])
     json_lines = "--log-json" in argv
     argv = [a for a in argv if a != "--log-json"]
     zk_logging.configure(json_lines=json_lines)

@@ -48,8 +48,23 @@ class ServerConfig(NamedTuple):
     max_buffer_bytes: int = MAX_BUFFER_BYTES_DEFAULT
     snap_count: int = 100_000
     super_digest: str | None = None
+    admin_enable_server: bool = True
+    admin_server_port: int = 8080
+    admin_server_address: str = "0.0.0.0"
+    metrics_provider_class: str | None = None
+    metrics_http_port: int = 7000
+    metrics_http_host: str = "0.0.0.0"
+    metrics_export_jvm_info: bool = True
     servers: tuple = ()
     ignored: tuple = ()
+    # What the server was started with, for the AdminServer's initial_configuration and
+    # system_properties commands.
+    initial_configuration: str = ""
+    system_properties: tuple = ()
+
+    @property
+    def prometheus_enabled(self) -> bool:
+        return self.metrics_provider_class == PROMETHEUS_PROVIDER
 
     @property
     def min_session_timeout(self) -> int:
@@ -63,13 +78,16 @@ class ServerConfig(NamedTuple):
 ALL_WORDS = frozenset(("ruok", "srvr", "stat", "mntr", "conf", "cons", "crst", "srst", "envi",
                        "wchs", "wchc", "wchp", "dump", "dirs", "isro", "gtmk", "stmk"))
 
+PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+
 # Keys ZooKeeper knows that zkpy reads but does not act on (yet); they are accepted quietly.
 _KNOWN_IGNORED = {
-    "admin.enableServer", "admin.serverPort", "admin.serverAddress", "globalOutstandingLimit",
+    "globalOutstandingLimit",
     "preAllocSize", "forceSync", "leaderServes", "cnxTimeout", "electionAlg",
     "quorumListenOnAllIPs", "standaloneEnabled", "reconfigEnabled", "syncEnabled",
     "secureClientPort", "secureClientPortAddress", "clientPortListenBacklog",
-    "metricsProvider.className", "metricsProvider.httpPort", "audit.enable",
+    "audit.enable",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "skipACL", "dynamicConfigFile",
     "peerType", "sslQuorum", "portUnification", "authProvider.1", "jute.maxbuffer.extrasize",
 }
@@ -82,6 +100,8 @@ _PROPERTY_KEYS = {
     "zookeeper.4lw.commands.whitelist": "4lw.commands.whitelist",
     "zookeeper.DigestAuthenticationProvider.superDigest": "superDigest",
     "zookeeper.admin.enableServer": "admin.enableServer",
+    "zookeeper.admin.serverPort": "admin.serverPort",
+    "zookeeper.admin.serverAddress": "admin.serverAddress",
 }
 
 
@@ -167,7 +187,8 @@ def build_config(settings: dict[str, str], properties: dict[str, str] | None = N
             ignored.append(key)
         else:
             ignored.append(key)
-    config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored))
+    config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored),
+                          system_properties=tuple(sorted((properties or {}).items())))
     if config.min_session_timeout > config.max_session_timeout:
         raise ConfigError("minSessionTimeout: must not be larger than maxSessionTimeout")
     if not (0 < config.client_port < 65536):
@@ -194,7 +215,29 @@ _HANDLERS = {
     "jute.maxbuffer": lambda k, v: ("max_buffer_bytes", _int(k, v, 1)),
     "snapCount": lambda k, v: ("snap_count", _int(k, v, 2)),
     "superDigest": lambda k, v: ("super_digest", _digest(k, v)),
+    "admin.enableServer": lambda k, v: ("admin_enable_server", _bool(k, v)),
+    "admin.serverPort": lambda k, v: ("admin_server_port", _port(k, v)),
+    "admin.serverAddress": lambda k, v: ("admin_server_address", v),
+    "metricsProvider.className": lambda k, v: ("metrics_provider_class", _provider(k, v)),
+    "metricsProvider.httpPort": lambda k, v: ("metrics_http_port", _port(k, v)),
+    "metricsProvider.httpHost": lambda k, v: ("metrics_http_host", v),
+    "metricsProvider.exportJvmInfo": lambda k, v: ("metrics_export_jvm_info", _bool(k, v)),
 }
+
+
+def _port(key: str, value: str) -> int:
+    port = _int(key, value, 0)
+    if port > 65535:
+        raise ConfigError(f"{key}: {port} is not a TCP port")
+    return port
+
+
+def _provider(key: str, value: str) -> str:
+    # ZooKeeper refuses to start when it cannot load the provider class; so does zkpy.
+    if value not in (PROMETHEUS_PROVIDER, DEFAULT_METRICS_PROVIDER):
+        raise ConfigError(f"{key}: {value!r} is not a metrics provider zkpy has "
+                          f"(use {PROMETHEUS_PROVIDER} or {DEFAULT_METRICS_PROVIDER})")
+    return value
 
 
 def _digest(key: str, value: str) -> str:
@@ -207,10 +250,12 @@ def load(path: str | Path | None, properties: dict[str, str] | None = None) -> S
     """Read a zoo.cfg (None: the defaults of ``make run``: 127.0.0.1:2181, ./data)."""
     if path is None:
         settings = {"dataDir": "./data", "clientPortAddress": "127.0.0.1",
-                    "4lw.commands.whitelist": "*"}
+                    "4lw.commands.whitelist": "*", "admin.serverAddress": "127.0.0.1"}
+        text = "".join(f"{key}={value}\n" for key, value in settings.items())
     else:
         try:
-            settings = parse_lines(Path(path).read_text())
+            text = Path(path).read_text()
         except OSError as error:
             raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    return build_config(settings, properties)
+        settings = parse_lines(text)
+    return build_config(settings, properties)._replace(initial_configuration=text)

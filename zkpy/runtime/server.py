@@ -25,6 +25,7 @@ from zkpy.core import CoreSettings, ServerCore
 from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
 from zkpy.runtime import fourletter
+from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
 from zkpy.storage.txnlog import TxnLog
 
@@ -153,6 +154,9 @@ class Server:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        # The AdminServer and metrics endpoint come up first, as in ZooKeeper: if one cannot
+        # bind, the server stops before it ever serves (exit code 4).
+        self._http = await start_http_endpoints(self)
         self._listener = await loop.create_server(
             lambda: ClientHandler(self, next(self._ids)),
             host=self.config.client_port_address, port=self.config.client_port,
@@ -174,6 +178,8 @@ class Server:
         log.info("shutting down", zxid=hex(self.core.tree.last_zxid))
         if self._listener is not None:
             self._listener.close()
+        if self._http is not None:
+            await self._http.close()
         for task in self._tasks:
             task.cancel()
         self._stop_ensemble()

@@ -49,6 +49,7 @@ _SYNC_CONNECTED = int(KeeperState.SyncConnected)
 _CLOSE_SESSION = int(OpCode.closeSession)
 _SYNC = int(OpCode.sync)
 _NOT_SYNCED = 1 << 62
+_READ = int(Perms.READ)
 
 STANDALONE = "standalone"
 LEADER = "leader"
@@ -604,7 +605,7 @@ class ServerCore:
                 continue
             if acl:
                 auth = self.connections[connection_id].auth_info
-                if not acls.has_permission(acl, Perms.READ, auth, acls.is_super(auth)):
+                if not acls.has_permission(acl, _READ, auth):
                     continue
             event = r.WatcherEvent.encode((event_type, _SYNC_CONNECTED, path))
             self._send(connection_id, reply_frame(Xid.NOTIFICATION, -1, 0, event))

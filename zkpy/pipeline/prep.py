@@ -23,6 +23,8 @@ from zkpy.tree.datatree import DataTree
 from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_of, ttl_owner
 
 _MODES = {m.value: m for m in CreateMode}
+_READ, _WRITE, _CREATE, _DELETE, _ADMIN = (int(p) for p in (
+    Perms.READ, Perms.WRITE, Perms.CREATE, Perms.DELETE, Perms.ADMIN))
 _SEQUENTIAL = {CreateMode.PERSISTENT_SEQUENTIAL, CreateMode.EPHEMERAL_SEQUENTIAL,
                CreateMode.PERSISTENT_SEQUENTIAL_WITH_TTL}
 _EPHEMERAL = {CreateMode.EPHEMERAL, CreateMode.EPHEMERAL_SEQUENTIAL}
@@ -120,7 +122,7 @@ class Prep:
     # -- handlers, one per operation -----------------------------------------------------------
 
     def _check_acl(self, record: ChangeRecord, perm: int, auth_info: tuple) -> None:
-        if not acls.has_permission(record.acl, perm, auth_info, acls.is_super(auth_info)):
+        if not acls.has_permission(record.acl, perm, auth_info):
             raise KeeperError(Err.NOAUTH)
 
     def _prep_create(self, request: Request, op_type: int, body, zxid: int):
@@ -137,7 +139,7 @@ class Prep:
         if acl is None:
             raise KeeperError(Err.INVALIDACL, path)
         parent = self.record_for(parent_path)
-        self._check_acl(parent, Perms.CREATE, request.auth_info)
+        self._check_acl(parent, _CREATE, request.auth_info)
         if mode in _SEQUENTIAL:
             path = f"{path}{parent.cversion:010d}"
         if paths.path_error(path) is not None:
@@ -201,7 +203,7 @@ class Prep:
             if node.ephemeral_owner != CONTAINER_OWNER and not ttl_of(node.ephemeral_owner):
                 raise KeeperError(Err.BADARGUMENTS, path)
         else:
-            self._check_acl(parent, Perms.DELETE, request.auth_info)
+            self._check_acl(parent, _DELETE, request.auth_info)
             node = self.record_for(path)
             self._check_version(node.version, body.version, path)
             if node.num_children > 0:
@@ -227,7 +229,7 @@ class Prep:
         if paths.path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS, path)
         node = self.record_for(path)
-        self._check_acl(node, Perms.WRITE, request.auth_info)
+        self._check_acl(node, _WRITE, request.auth_info)
         version = self._check_version(node.version, body.version, path)
         node = node.duplicate(zxid)
         node.version = version
@@ -242,7 +244,7 @@ class Prep:
         if acl is None:
             raise KeeperError(Err.INVALIDACL, path)
         node = self.record_for(path)
-        self._check_acl(node, Perms.ADMIN, request.auth_info)
+        self._check_acl(node, _ADMIN, request.auth_info)
         version = self._check_version(node.aversion, body.version, path)
         node = node.duplicate(zxid)
         node.aversion = version
@@ -255,7 +257,7 @@ class Prep:
         if paths.path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS, path)
         node = self.record_for(path)
-        self._check_acl(node, Perms.READ, request.auth_info)
+        self._check_acl(node, _READ, request.auth_info)
         self._check_version(node.version, body.version, path)
         return OpCode.check, r.CheckVersionTxn(path, body.version)
 

@@ -18,6 +18,9 @@ from zkpy.tree.datatree import DataTree
 from zkpy.tree.watches import WatchManager
 
 _NO_BODY = b""
+_READ = int(Perms.READ)
+_ADMIN = int(Perms.ADMIN)
+_READ_OR_ADMIN = int(Perms.READ | Perms.ADMIN)
 _ADD_WATCH_OK = r.ErrorResponse.encode((0,))
 
 
@@ -30,14 +33,14 @@ def _node(tree: DataTree, path: str):
 
 def _require(node, perm: int, request: Request) -> None:
     auth = request.auth_info
-    if not acls.has_permission(node.acl, perm, auth, acls.is_super(auth)):
+    if not acls.has_permission(node.acl, perm, auth):
         raise KeeperError(Err.NOAUTH)
 
 
 def read_get_data(tree, watches, request: Request) -> bytes:
     body = request.body
     node = _node(tree, body.path)
-    _require(node, Perms.READ, request)
+    _require(node, _READ, request)
     if body.watch:
         watches.add_data_watch(body.path, request.session_id)
     return r.GetDataResponse.encode((node.data, node.stat()))
@@ -56,7 +59,7 @@ def read_exists(tree, watches, request: Request) -> bytes:
 def _children(tree, watches, request: Request):
     body = request.body
     node = _node(tree, body.path)
-    _require(node, Perms.READ, request)
+    _require(node, _READ, request)
     if body.watch:
         watches.add_child_watch(body.path, request.session_id)
     return node, list(node.children) if node.children else []
@@ -75,10 +78,9 @@ def read_get_children2(tree, watches, request: Request) -> bytes:
 def read_get_acl(tree, watches, request: Request) -> bytes:
     node = _node(tree, request.body.path)
     auth = request.auth_info
-    is_super = acls.is_super(auth)
-    _require(node, Perms.READ | Perms.ADMIN, request)
+    _require(node, _READ_OR_ADMIN, request)
     acl = list(node.acl)
-    if not acls.has_permission(node.acl, Perms.ADMIN, auth, is_super):
+    if not acls.has_permission(node.acl, _ADMIN, auth):
         # Without ADMIN the digest hashes are hidden, as ZooKeeper 3.8 does.
         acl = [r.ACL(a.perms, r.Id(a.id.scheme, a.id.id.split(":", 1)[0] + ":x"))
                if a.id.scheme == "digest" else a for a in acl]
@@ -88,7 +90,7 @@ def read_get_acl(tree, watches, request: Request) -> bytes:
 def read_get_all_children_number(tree, watches, request: Request) -> bytes:
     path = request.body.path
     node = _node(tree, path)
-    _require(node, Perms.READ, request)
+    _require(node, _READ, request)
     return r.GetAllChildrenNumberResponse.encode((tree.count_descendants(path),))
 
 
@@ -201,7 +203,7 @@ def read_multi(tree, watches, request: Request) -> bytes:
         try:
             if op.type == OpCode.getData:
                 node = _node(tree, op.request.path)
-                _require(node, Perms.READ, sub)
+                _require(node, _READ, sub)
                 if op.request.watch:
                     watches.add_data_watch(op.request.path, request.session_id)
                 results.append(MultiResult(OpCode.getData, 0, r.GetDataResponse(node.data, node.stat())))

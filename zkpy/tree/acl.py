@@ -52,20 +52,21 @@ def id_matches(auth: r.Id, acl_id: r.Id) -> bool:
     return auth.id == acl_id.id
 
 
-def has_permission(acl, perm: int, auth_info, super_user: bool = False) -> bool:
-    """ZooKeeper's checkACL: any ACL entry with one of ``perm``'s bits that matches."""
-    if super_user or not acl:
+def has_permission(acl, perm: int, auth_info) -> bool:
+    """ZooKeeper's checkACL: no ACL, a super user, or any ACL entry with one of ``perm``'s
+    bits that matches one of the connection's ids."""
+    if not acl:
         return True
     for entry in acl:
         if not entry.perms & perm:
             continue
-        scheme = entry.id.scheme
-        if scheme == "world" and entry.id.id == "anyone":
+        acl_id = entry.id
+        if acl_id.scheme == "world" and acl_id.id == "anyone":
             return True
         for auth in auth_info:
-            if id_matches(auth, entry.id):
+            if id_matches(auth, acl_id):
                 return True
-    return False
+    return is_super(auth_info)
 
 
 def is_super(auth_info) -> bool:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+# Paths made only of allowed characters with no empty, "." or ".." element: the common case,
+# checked in C; anything else goes through the character-by-character rules below.
+_PLAIN_PATH = re.compile(
+    "(?:/(?!\\.\\.?(?:/|$))[^/\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\uffff]+)+")
 SPECIAL_PATHS = frozenset(("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"))
 
 
@@ -16,6 +22,13 @@ def path_error(path: str | None, sequential: bool = False) -> str | None:
 
     A sequential create may end in '/' (the server appends the counter).
     """
+    if path is not None and _PLAIN_PATH.fullmatch(path) is not None:
+        return None
+    return path_error_by_rules(path, sequential)
+
+
+def path_error_by_rules(path: str | None, sequential: bool = False) -> str | None:
+    """``path_error`` without the fast path: ZooKeeper's rules, one character at a time."""
     if path is None:
         return "path cannot be null"
     if not path:

@@ -167,8 +167,9 @@ def reference_with_data(server_factory, jvm_properties=None, small=False):
     return reference.data_dir, tree, zxid
 
 
-def check_zkpy_serves(server_factory, datadir: Path, tree: dict, zxid: int) -> None:
-    zkpy = server_factory("zkpy", settings={"dataDir": str(datadir)})
+def check_zkpy_serves(server_factory, datadir: Path, tree: dict, zxid: int,
+                      settings: dict | None = None) -> None:
+    zkpy = server_factory("zkpy", settings=settings or {"dataDir": str(datadir)})
     assert server_zxid(zkpy) == zxid
     reader = start_client(zkpy.connect_string)
     try:
@@ -215,6 +216,73 @@ def test_import_refuses_to_overwrite_without_force(server_factory, tmp_path):
     check_zkpy_serves(server_factory, target, tree, zxid)
 
 
+def _log_entry_offsets(path: Path) -> list[int]:
+    """Where each entry of a ZooKeeper txn log starts (and, last, where the data ends)."""
+    data = path.read_bytes()
+    offsets, offset = [], 16
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset + 8:offset + 12], "big")
+        if length == 0:
+            break
+        offsets.append(offset)
+        offset += 12 + length + 1
+    return offsets + [offset]
+
+
+def test_import_survives_damaged_snapshots_partial_logs_and_a_split_log_dir(server_factory, tmp_path):
+    data_dir, tree, zxid = reference_with_data(server_factory, small=True)
+    snap_dir = tmp_path / "zk" / "data" / "version-2"
+    log_dir = tmp_path / "zk" / "datalog" / "version-2"
+    snap_dir.mkdir(parents=True)
+    log_dir.mkdir(parents=True)
+    for path in (data_dir / "version-2").iterdir():
+        path.rename((snap_dir if path.name.startswith("snapshot.") else log_dir) / path.name)
+    snapshots = sorted(snap_dir.iterdir(), key=lambda p: int(p.name.split(".")[1], 16), reverse=True)
+    assert len(snapshots) >= 2, snapshots
+    newest, second = snapshots[0], snapshots[1]
+    newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])  # cut short
+    damaged = bytearray(second.read_bytes())
+    damaged[damaged.index(b"anyone")] = ord("A")  # a flipped byte: the checksum must catch it
+    second.write_bytes(bytes(damaged))
+    config = tmp_path / "zoo.cfg"
+    config.write_text(f"dataDir={snap_dir.parent}\ndataLogDir={log_dir.parent}\nclientPort=2181\n")
+
+    # Older snapshots (or none) plus more of the log give the same tree; the zkpy database goes
+    # where a zkpy server started with the same zoo.cfg looks for it (dataLogDir).
+    result = subprocess.run([sys.executable, "-m", "zkpy", "import", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert f"at zxid {zxid:#x}" in result.stdout
+    assert f"skipping incomplete snapshot {newest.name}" in result.stderr
+    assert f"skipping unreadable snapshot {second.name}" in result.stderr
+    assert (log_dir.parent / "zkpy-db").is_dir() and not (snap_dir.parent / "zkpy-db").exists()
+    check_zkpy_serves(server_factory, snap_dir.parent, tree, zxid,
+                      settings={"dataDir": str(snap_dir.parent), "dataLogDir": str(log_dir.parent)})
+
+    # A last entry only partly written is the end of the log, as in ZooKeeper.
+    last_log = max(log_dir.iterdir(), key=lambda p: int(p.name.split(".")[1], 16))
+    offsets = _log_entry_offsets(last_log)
+    with open(last_log, "r+b") as handle:
+        handle.truncate(offsets[-1] - 3)
+    result = run_zkpy("import", "--config", str(config), "--force")
+    assert f"at zxid {zxid - 1:#x}" in result.stdout
+
+    # A damaged entry inside the log is an error, not a silent loss.
+    first_log = min(log_dir.iterdir(), key=lambda p: int(p.name.split(".")[1], 16))
+    middle = _log_entry_offsets(first_log)[2]
+    with open(first_log, "r+b") as handle:
+        handle.seek(middle + 20)
+        byte = handle.read(1)
+        handle.seek(middle + 20)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    failed = subprocess.run([sys.executable, "-m", "zkpy", "import", "--config", str(config), "--force"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert failed.returncode == 1 and "checksum mismatch" in failed.stderr, failed.stderr
+    assert (log_dir.parent / "zkpy-db").is_dir()  # the previous import is left in place
+
+
 def test_import_compressed_snapshots(server_factory, tmp_path):
     for method in ("gz", "snappy"):
         data_dir, tree, zxid = reference_with_data(
@@ -234,14 +302,16 @@ def test_export_to_zookeeper_is_loaded_by_the_reference(server_factory, tmp_path
     zkpy.stop()
     stop_client(writer)
 
-    target = tmp_path / "exported"
-    result = run_zkpy("export", "--from", str(zkpy.data_dir), "--to-zookeeper", str(target))
-    assert f"at zxid {zxid:#x}" in result.stdout
-    assert (target / "version-2" / f"snapshot.{zxid:x}").is_file()
-    reference = server_factory("zookeeper", settings={"dataDir": str(target)})
-    assert server_zxid(reference) == zxid
-    reader = start_client(reference.connect_string)
-    try:
-        assert_same_tree(tree, collect_tree(reader))
-    finally:
-        stop_client(reader)
+    for options, suffix in (((), ""), (("--gzip",), ".gz")):
+        target = tmp_path / f"exported{suffix}"
+        result = run_zkpy("export", "--from", str(zkpy.data_dir), "--to-zookeeper", str(target), *options)
+        assert f"at zxid {zxid:#x}" in result.stdout
+        assert (target / "version-2" / f"snapshot.{zxid:x}{suffix}").is_file()
+        reference = server_factory("zookeeper", settings={"dataDir": str(target)})
+        assert server_zxid(reference) == zxid
+        reader = start_client(reference.connect_string)
+        try:
+            assert_same_tree(tree, collect_tree(reader))
+        finally:
+            stop_client(reader)
+        reference.stop()

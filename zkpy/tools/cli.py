@@ -12,13 +12,17 @@ def main(command: str, argv: list[str]) -> int:
     if command == "import":
         parser.description = ("Import a ZooKeeper 3.x data directory (snapshots and txn logs) "
                               "into a zkpy data directory.")
-        parser.add_argument("--from-zookeeper", required=True, metavar="DATADIR",
+        parser.add_argument("--from-zookeeper", metavar="DATADIR",
                             help="ZooKeeper's dataDir (the directory holding version-2/)")
         parser.add_argument("--zookeeper-log-dir", metavar="DATALOGDIR",
                             help="ZooKeeper's dataLogDir, if its txn logs are not in DATADIR")
+        parser.add_argument("--config", metavar="ZOO_CFG",
+                            help="take dataDir and dataLogDir from this zoo.cfg: ZooKeeper's "
+                                 "data is read from them and zkpy's written where a zkpy "
+                                 "server started with the same zoo.cfg looks for it")
         parser.add_argument("--to", metavar="ZKPY_DATADIR",
-                            help="zkpy's dataDir (or dataLogDir if set); default: DATADIR. "
-                                 "The data goes to ZKPY_DATADIR/zkpy-db")
+                            help="zkpy's dataDir (its dataLogDir if that is set); default: "
+                                 "DATADIR. The data goes to ZKPY_DATADIR/zkpy-db")
         parser.add_argument("--force", action="store_true",
                             help="replace zkpy data already in the target")
         from zkpy.tools import importer

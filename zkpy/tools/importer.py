@@ -105,17 +105,21 @@ def load_zookeeper(snap_dir: Path, log_dir: Path | None = None,
 
 def run_import(source: Path, target: Path, log_dir: Path | None = None, force: bool = False,
                progress: Callable[[str], None] | None = None) -> dict:
-    """Import ``source`` (a ZooKeeper dataDir) into ``target`` (a zkpy data directory)."""
+    """Import ``source`` (a ZooKeeper dataDir) into ``target`` (a zkpy data directory).
+
+    The database is written beside the target's ``zkpy-db`` and renamed into place at the
+    end, so a failed import leaves what was there before."""
     say = progress or (lambda message: None)
     db_dir = target / ZKPY_DB
-    if db_dir.exists() and any(db_dir.iterdir()):
-        if not force:
-            raise ImportFailed(f"{db_dir} already holds zkpy data; pass --force to replace it")
-        shutil.rmtree(db_dir)
+    if db_dir.exists() and any(db_dir.iterdir()) and not force:
+        raise ImportFailed(f"{db_dir} already holds zkpy data; pass --force to replace it")
     result = load_zookeeper(source, log_dir, say)
     tree = result["tree"]
     target.mkdir(parents=True, exist_ok=True)
-    txn_log = TxnLog(db_dir)
+    staging = target / (ZKPY_DB + ".importing")
+    if staging.exists():
+        shutil.rmtree(staging)
+    txn_log = TxnLog(staging)
     try:
         meta = txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(),
                                       sorted(result["sessions"].items()),
@@ -124,20 +128,45 @@ def run_import(source: Path, target: Path, log_dir: Path | None = None, force: b
         RocksStorage(txn_log).persist_epochs(epochs["acceptedEpoch"], epochs["currentEpoch"])
     finally:
         txn_log.close()
+    if db_dir.exists():
+        shutil.rmtree(db_dir)
+    staging.rename(db_dir)
     result["written_nodes"] = meta["nodes"]
     result["db"] = db_dir
     return result
+
+
+def _directories(args) -> tuple[Path, Path | None, Path]:
+    """(ZooKeeper dataDir, its dataLogDir or None, zkpy target) from the arguments."""
+    if args.config:
+        from zkpy.config import ConfigError, load
+        try:
+            config = load(args.config)
+        except ConfigError as error:
+            raise ImportFailed(f"{args.config}: {error}") from None
+        source = Path(args.from_zookeeper or config.data_dir)
+        log_dir = args.zookeeper_log_dir or config.data_log_dir
+        # Where a zkpy server started with this zoo.cfg keeps its database.
+        target = args.to or config.data_log_dir or config.data_dir
+        return source, Path(log_dir) if log_dir else None, Path(target)
+    if not args.from_zookeeper:
+        raise ImportFailed("give --from-zookeeper DATADIR or --config zoo.cfg")
+    source = Path(args.from_zookeeper)
+    log_dir = Path(args.zookeeper_log_dir) if args.zookeeper_log_dir else None
+    if args.to:
+        target = Path(args.to)
+    else:
+        target = source.parent if source.name == "version-2" else source
+    return source, log_dir, target
 
 
 def main(args) -> int:
     def say(message: str) -> None:
         print(f"zkpy import: {message}", file=sys.stderr, flush=True)
 
-    source = Path(args.from_zookeeper)
-    target = Path(args.to) if args.to else source
     try:
-        result = run_import(source, target, Path(args.zookeeper_log_dir) if args.zookeeper_log_dir else None,
-                            args.force, say)
+        source, log_dir, target = _directories(args)
+        result = run_import(source, target, log_dir, args.force, say)
     except (ImportFailed, zkformat.ZkFormatError, OSError, ValueError) as error:
         say(f"error: {error}")
         return 1

@@ -30,6 +30,7 @@ class EnsembleNode:
         # Appended but not yet applied txns, by zxid: commits are applied from here.
         self.unapplied: dict[int, tuple] = {}
         self.role = NOT_SERVING
+        self.role_since_ms = 0
         self.appended_zxid = peer.last_logged
         core.role = NOT_SERVING
 
@@ -202,4 +203,5 @@ class EnsembleNode:
         log.info("role changed", peer=self.server_id, role=role, epoch=peer.current_epoch,
                  zxid=hex(self.core.tree.last_zxid))
         self.role = role
+        self.role_since_ms = now_ms
         self.core.become(role, now_ms, epoch=peer.epoch if role == LEADER else 0)

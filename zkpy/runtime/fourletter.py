@@ -83,7 +83,8 @@ def srvr(server) -> str:
             f"Outstanding: {core.outstanding_requests()}\n"
             f"Zxid: {_hex(core.tree.last_zxid)}\n"
             f"Mode: {_mode(server)}\n"
-            f"Node count: {_znode_count(core.tree)}\n")
+            f"Node count: {_znode_count(core.tree)}\n"
+            + ("Proposal sizes last/min/max: -1/-1/-1\n" if _mode(server) == "leader" else ""))
 
 
 def _client_line(server, handler, detailed: bool) -> str:
@@ -162,6 +163,7 @@ def mntr(server) -> str:
         ("zk_cnt_snapshottime", server.snapshot_count),
         ("zk_sum_sync_processor_batch_size", server.txn_count),  # txns written to the log
     ]
+    rows.extend(server.ensemble_rows())
     return "".join(f"{key}\t{value}\n" for key, value in rows)
 
 

@@ -162,6 +162,25 @@ class QuorumServer(Server):
             return "looking"
         return "leader" if self.node.role == LEADER else "follower"
 
+    def ensemble_rows(self) -> list[tuple[str, object]]:
+        peer = self.node.peer
+        phase = {m.LEADING: "leading", m.FOLLOWING: "following", m.LOOKING: "looking"}[peer.state]
+        serving = "broadcast" if self.node.serving else ("discovery" if peer.state != m.LOOKING else "")
+        rows = [("zk_peer_state", f"{phase} - {serving}" if serving else phase),
+                ("zk_quorum_size", len(self.voters))]
+        if self.mode() == "leader":
+            synced = [l for l in peer.learners.values() if l.up_to_date]
+            rows[1:1] = [
+                ("zk_synced_followers", sum(1 for l in synced if l.server_id in self.voters)),
+                ("zk_synced_non_voting_followers", 0),
+                ("zk_synced_observers", sum(1 for l in synced if l.server_id not in self.voters)),
+                ("zk_last_proposal_size", -1),
+                ("zk_pending_syncs", sum(len(w) for w in peer.pending_syncs.values())),
+                ("zk_leader_uptime", now_ms() - self.node.role_since_ms),
+                ("zk_learners", len(peer.learners)),
+            ]
+        return rows
+
     async def _peer_ticker(self) -> None:
         reap_every_ms = self.config.container_check_interval_ms
         last_reap_ms = now_ms()

@@ -315,3 +315,23 @@ def test_export_to_zookeeper_is_loaded_by_the_reference(server_factory, tmp_path
         finally:
             stop_client(reader)
         reference.stop()
+
+
+def test_log_entry_decoding_follows_zookeepers_rules():
+    """closeSession with or without its record and digest, and version-0 creates."""
+    from jute import OpCode
+    from jute import records as r
+    from zkpy.tools.zkformat import decode_log_entry
+
+    close = r.TxnHeader.encode(r.TxnHeader(5, 1, 9, 100, int(OpCode.closeSession)))
+    digest = r.TxnDigest.encode(r.TxnDigest(2, 0x12345678))
+    one_path = r.CloseSessionTxn.encode(r.CloseSessionTxn(["/abc"]))  # as long as a digest
+    cases = [(close, None, None), (close + digest, None, 0x12345678),
+             (close + one_path, ["/abc"], None), (close + one_path + digest, ["/abc"], 0x12345678)]
+    for raw, paths, tree_digest in cases:
+        entry = decode_log_entry(raw)
+        assert (entry.txn.paths_to_delete if entry.txn else None) == paths
+        assert (entry.digest.tree_digest if entry.digest else None) == tree_digest
+    old_create = r.TxnHeader.encode(r.TxnHeader(5, 1, 9, 100, int(OpCode.create))) + \
+        r.CreateTxnV0.encode(r.CreateTxnV0("/x", b"d", [], True))
+    assert decode_log_entry(old_create).txn == r.CreateTxn("/x", b"d", [], True, -1)

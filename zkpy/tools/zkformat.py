@@ -511,15 +511,18 @@ def decode_log_entry(raw: bytes) -> LogEntry:
     txn = None
     rest = len(raw) - offset
     if kind == OpCode.closeSession:
-        # A CloseSessionTxn (3.6+) or nothing (older logs, or closeSessionTxn disabled).
-        if rest and rest != DIGEST_BYTES:
+        # A CloseSessionTxn (3.6+) or nothing (older logs, or closeSessionTxn disabled),
+        # then maybe a digest: take the record only if it parses into paths and leaves
+        # nothing or exactly a digest.
+        if rest:
             try:
                 txn, end = r.CloseSessionTxn.decode_from(raw, offset)
-                if len(raw) - end in (0, DIGEST_BYTES):
+                if (len(raw) - end in (0, DIGEST_BYTES)
+                        and all(p and p.startswith("/") for p in txn.paths_to_delete or ())):
                     offset = end
                 else:
                     txn = None
-            except (JuteDecodeError, struct.error):
+            except (JuteDecodeError, struct.error, UnicodeDecodeError):
                 txn = None
     else:
         record = r.SetDataTxn if kind == OpCode.reconfig else TXN_RECORDS.get(kind)

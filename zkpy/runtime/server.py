@@ -337,6 +337,10 @@ class Server:
     def serving(self) -> bool:
         return True
 
+    def ensemble_rows(self) -> list[tuple[str, object]]:
+        """mntr rows only ensemble members have."""
+        return []
+
     async def _start_ensemble(self) -> None:
         return None
 

@@ -289,7 +289,14 @@ class ServerCore:
         self.now_ms = now_ms
         session_id = conn.session_id
         if not self.sessions.touch(session_id, now_ms):
-            # The session expired while the connection stayed open: ZooKeeper drops it.
+            session = self.sessions.get(session_id)
+            if session is not None and session.closing:
+                # A closeSession (the client's or an expiry's) is on its way through the log;
+                # ZooKeeper ignores later requests, answers the close and then drops the
+                # connection, so closing now would lose the client's closeSession reply.
+                return
+            log.info("request on an unknown session; closing connection",
+                     session=hex(session_id & 0xFFFFFFFFFFFFFFFF), client=conn.client_ip)
             self._close(connection_id)
             return
         if self.role == FOLLOWER:

@@ -249,6 +249,24 @@ def test_unknown_opcode_behind_a_pending_write(server_factory, server_kind, clie
                message="the create sent before the unknown opcode was not applied")
 
 
+@pytest.mark.parametrize("extra", [0, 1, 5])
+def test_requests_pipelined_after_close_session(server_factory, server_kind, clients, extra):
+    """The closeSession reply arrives first, then the connection closes; requests sent
+    behind it are dropped (zkpy) or, depending on timing, answered SESSIONEXPIRED (the
+    reference)."""
+    server = server_factory(server_kind)
+    client = clients(server)
+    client.create("/a")
+    close_xid = client.submit(OpCode.closeSession)
+    for _ in range(extra):
+        client.submit(OpCode.exists, r.ExistsRequest("/", False))
+    with pytest.raises(ConnectionClosed):
+        client.wait_reply(-999, OpCode.exists)  # collects every frame until the close
+    replies = [(reply.xid, reply.err) for reply in client.other_frames]
+    assert replies[:1] == [(close_xid, OK)], replies
+    assert all(err == Err.SESSIONEXPIRED for _, err in replies[1:]), replies
+
+
 def test_internal_opcodes_from_a_client_change_nothing(server_factory, server_kind, clients):
     """deleteContainer is the server's own reaper's operation: a client sending it (whatever
     the body) gets BADARGUMENTS and nothing is deleted, so ACLs cannot be bypassed."""

@@ -592,14 +592,25 @@ async def cmd_hash(ctx: Context) -> dict:
     return {"digests": []}  # zkpy keeps no tree digests (ZooKeeper's digest.enabled=false)
 
 
+def _my_id(server) -> int | None:
+    """An ensemble member's id (zkpy.runtime.quorum's ``my_id``); None when standalone."""
+    return getattr(server, "my_id", None)
+
+
+def _leader_id(server) -> int | None:
+    peer = getattr(getattr(server, "node", None), "peer", None)
+    return getattr(peer, "leader_id", None)
+
+
 async def cmd_leader(ctx: Context) -> dict:
-    mode = _mode(ctx.server)
-    if mode in ("leader", "follower", "observer"):
-        status = await ctx.admin.cluster_status()
-        leader = status.get("leader") or ""
-        return {"is_leader": mode == "leader", "leader_id": -1,
-                "leader_ip": cluster.split_address(leader)[0] if leader else ""}
-    return {"error": "server is not initialized"}
+    server = ctx.server
+    if _my_id(server) is None:
+        return {"error": "server is not initialized"}  # ZooKeeper's answer when standalone
+    leader = _leader_id(server)
+    spec = next((s for s in server.config.servers if s.server_id == leader), None)
+    return {"is_leader": _mode(server) == "leader",
+            "leader_id": leader if leader is not None else -1,
+            "leader_ip": spec.host if spec is not None else ""}
 
 
 async def cmd_voting_view(ctx: Context) -> dict:
@@ -621,10 +632,13 @@ async def cmd_observers(ctx: Context) -> dict:
 
 
 async def cmd_zabstate(ctx: Context) -> dict:
-    mode = _mode(ctx.server)
-    if mode == "standalone":
+    server = ctx.server
+    my_id = _my_id(server)
+    if my_id is None:
         return {"voting": False, "zabstate": ""}
-    return {"voting": mode in ("leader", "follower"),
+    voters = {s.server_id for s in server.config.servers if s.role == "participant"}
+    mode = _mode(server)
+    return {"myid": my_id, "voting": my_id in voters,
             "zabstate": "broadcast" if mode in ("leader", "follower", "observer") else "election"}
 
 
@@ -846,19 +860,23 @@ class AdminServer:
         server = self.server
         srvr = fourletter.COMMANDS["srvr"](server)
         mntr = fourletter.COMMANDS["mntr"](server)
-        me = f"{server.config.client_port_address}:{server.config.client_port}"
+        config = server.config
+        my_id = _my_id(server)
+        me = f"{config.client_port_address}:{config.client_port}"
         members = [cluster.member_from_replies(me, srvr, mntr)]
         peers = []
-        for spec in server.config.servers:
-            port = spec.client_port or server.config.client_port
+        for spec in config.servers:
+            port = spec.client_port or config.client_port
             host = spec.client_host if spec.client_host not in (None, "0.0.0.0") else spec.host
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            if (port == server.config.client_port
-                    and host in (server.config.client_port_address, "127.0.0.1", "localhost")):
+            if spec.server_id == my_id or (my_id is None and port == config.client_port and host in (
+                    config.client_port_address, "127.0.0.1", "localhost")):
+                members[0]["address"] = address if my_id is not None else me
                 continue  # this server
             peers.append(address)
         if peers:
             members += await asyncio.gather(*(cluster.probe_async(a, 1.0) for a in peers))
+        members.sort(key=lambda member: member["address"])
         now_ms = int(time.time() * 1000)
         first = cluster.summarize(members)
         changes = self.leader_history.observe(first["leader"], now_ms)

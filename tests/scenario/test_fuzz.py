@@ -55,7 +55,7 @@ def connect_payload(rng: random.Random) -> bytes:
     session_id, passwd = 0, bytes(16)
     if rng.random() < 0.1:  # try to resume a session that is not ours
         session_id, passwd = rng.getrandbits(63), rng.randbytes(16)
-    last_zxid = rng.choice([0, 0, 0, rng.getrandbits(40)])
+    last_zxid = rng.getrandbits(40) if rng.random() < 0.05 else 0  # ahead of us: refused
     timeout = rng.choice([1, 4000, 30000, -1, 2**31 - 1])
     return r.ConnectRequest.encode(
         r.ConnectRequest(0, last_zxid, timeout, session_id, passwd, rng.random() < 0.1))

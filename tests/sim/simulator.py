@@ -77,7 +77,7 @@ class SimNode:
             core.replay(hdr, txn, now_ms)
         peer_settings = PeerSettings(self.server_id, self.sim.voters, tick_ms=TICK_MS,
                                      init_limit=10, sync_limit=5, finalize_wait_ms=50,
-                                     election_resend_ms=200)
+                                     election_resend_ms=200, observers=self.sim.observers)
         peer = ZabPeer(peer_settings, storage.accepted_epoch, storage.current_epoch,
                        storage.logged_zxids(), storage.floor_zxid(), core.tree.last_zxid, now_ms)
         node = EnsembleNode(peer, core, storage)
@@ -97,12 +97,15 @@ class SimNode:
 
 
 class Simulation:
-    def __init__(self, seed: int, size: int = 3, faults: Faults | None = None) -> None:
+    def __init__(self, seed: int, size: int = 3, faults: Faults | None = None,
+                 observers: int = 0) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults or Faults()
         self.now_ms = 0
         self.voters = frozenset(range(1, size + 1))
+        self.observers = frozenset(range(size + 1, size + observers + 1))
+        self.members = self.voters | self.observers
         self._queue: list = []
         self._seq = 0
         self._link_epoch: dict[tuple[int, int], int] = {}
@@ -115,7 +118,7 @@ class Simulation:
         self.acked: dict[str, int] = {}  # path -> zxid of an acknowledged create
         self.trace: list[str] = []
         self.nodes: dict[int, SimNode] = {}
-        for server_id in sorted(self.voters):
+        for server_id in sorted(self.members):
             self.nodes[server_id] = SimNode(self, server_id, MemoryStorage())
         self.clients: list[SimClient] = []
         self._next_connection = 1000
@@ -189,7 +192,7 @@ class Simulation:
         self._push(self.now_ms, ("link_lost", b, a, None, None))
 
     def disconnect_all(self, server_id: int) -> None:
-        for other in self.voters:
+        for other in self.members:
             if other != server_id:
                 self.reset_link(server_id, other)
 
@@ -276,10 +279,10 @@ class Simulation:
                 self.trace.append(f"{self.now_ms}: heal")
                 self.partition = set()
             else:
-                isolated = self.rng.choice(sorted(self.voters))
+                isolated = self.rng.choice(sorted(self.members))
                 self.trace.append(f"{self.now_ms}: isolate {isolated}")
-                self.partition = {frozenset((isolated, o)) for o in self.voters if o != isolated}
-                for other in self.voters:
+                self.partition = {frozenset((isolated, o)) for o in self.members if o != isolated}
+                for other in self.members:
                     if other != isolated:
                         self.reset_link(isolated, other)
 

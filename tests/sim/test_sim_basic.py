@@ -63,3 +63,22 @@ def test_random_faults_keep_the_invariants(size, seed_count):
         checked["epochs"] += len(sim.leaders_by_epoch)
     print(f"size {size}: {checked['seeds']} seeds, {checked['acked']} acknowledged writes checked, "
           f"{checked['faults']} injected crashes/restarts/partitions, {checked['epochs']} epochs")
+
+
+def test_observers_follow_commits_without_voting(seed_count):
+    """3 voters and 2 observers: observers never lead or ack, see every commit, and the
+    voters alone keep the quorum."""
+    for seed in _seeds(200, seed_count):
+        faults = Faults(drop_probability=0.02, vote_drop_probability=0.1, max_delay_ms=30,
+                        disk_max_delay_ms=15, crash_probability=0.01, partition_probability=0.02)
+        sim = Simulation(seed=seed, size=3, faults=faults, observers=2)
+        sim.add_clients(4)
+        try:
+            sim.run_until(12_000, chaos=True)
+            for epoch, leaders in sim.leaders_by_epoch.items():
+                assert not leaders & sim.observers, f"an observer led epoch {epoch}"
+            sim.converge()
+            sim.check_final_state()
+        except Exception as error:
+            raise AssertionError(f"simulation seed {seed} (3+2 observers) failed: {error}") from error
+        assert all(sim.nodes[o].node.peer.state == "observing" for o in sim.observers)

@@ -194,7 +194,7 @@ class EnsembleNode:
         peer = self.peer
         if peer.state == m.LEADING and peer.established:
             role = LEADER
-        elif peer.state == m.FOLLOWING and peer.serving:
+        elif peer.state in (m.FOLLOWING, m.OBSERVING) and peer.serving:
             role = FOLLOWER
         else:
             role = NOT_SERVING

@@ -18,6 +18,7 @@ import structlog
 from zkpy.config import ConfigError, ServerConfig
 from zkpy.core import LEADER
 from zkpy.ensemble.node import EnsembleNode
+from zkpy.protocol.connection import Connect
 from zkpy.runtime.peers import LinkSet
 from zkpy.runtime.server import ClientHandler, Server, now_ms
 from zkpy.sessions.tracker import SessionTracker
@@ -52,6 +53,7 @@ class QuorumServer(Server):
             raise ConfigError(f"myid: {self.my_id} has no server.{self.my_id} line")
         self.members = members
         self.voters = frozenset(sid for sid, spec in members.items() if spec.role == "participant")
+        self.observers = frozenset(members) - self.voters
         core = self.core
         core.settings.server_id = self.my_id
         core.settings.session_secret = ENSEMBLE_SESSION_SECRET
@@ -68,7 +70,8 @@ class QuorumServer(Server):
         floor = self.storage.floor_zxid()
         config = self.config
         settings = PeerSettings(self.my_id, self.voters, tick_ms=config.tick_ms,
-                                init_limit=config.init_limit, sync_limit=config.sync_limit)
+                                init_limit=config.init_limit, sync_limit=config.sync_limit,
+                                observers=self.observers)
         peer = ZabPeer(settings, accepted, current, self.storage.logged_zxids(floor), floor,
                        self.core.tree.last_zxid, time_ms)
         self.node = EnsembleNode(peer, self.core, self.storage)
@@ -146,13 +149,15 @@ class QuorumServer(Server):
 
     # -- clients and status ----------------------------------------------------------------------
 
-    def admit(self, handler: ClientHandler) -> bool:
-        if self.node is None or not self.node.serving:
+    def handle_events(self, handler: ClientHandler, events: list) -> None:
+        # As ZooKeeper: a socket is accepted even while not serving, so four-letter words are
+        # answered ('not currently serving requests'); a session handshake is refused.
+        if not self.serving() and any(type(event) is Connect for event in events):
             log.info("not serving yet; closing client connection", client=handler.peer_host,
                      peer=self.my_id)
             handler.abort()
-            return False
-        return super().admit(handler)
+            return
+        super().handle_events(handler, events)
 
     def serving(self) -> bool:
         return self.node is not None and self.node.serving
@@ -160,11 +165,14 @@ class QuorumServer(Server):
     def mode(self) -> str:
         if self.node is None or not self.node.serving:
             return "looking"
-        return "leader" if self.node.role == LEADER else "follower"
+        if self.node.role == LEADER:
+            return "leader"
+        return "observer" if self.node.peer.state == m.OBSERVING else "follower"
 
     def ensemble_rows(self) -> list[tuple[str, object]]:
         peer = self.node.peer
-        phase = {m.LEADING: "leading", m.FOLLOWING: "following", m.LOOKING: "looking"}[peer.state]
+        phase = {m.LEADING: "leading", m.FOLLOWING: "following", m.OBSERVING: "observing",
+                 m.LOOKING: "looking"}[peer.state]
         serving = "broadcast" if self.node.serving else ("discovery" if peer.state != m.LOOKING else "")
         rows = [("zk_peer_state", f"{phase} - {serving}" if serving else phase),
                 ("zk_quorum_size", len(self.voters))]

@@ -29,6 +29,7 @@ from zkpy.zab import messages as m
 from zkpy.zab.quorum import Majority
 
 EPOCH_SHIFT = 32
+_LEARNING = (m.FOLLOWING, m.OBSERVING)
 
 
 def epoch_of(zxid: int) -> int:
@@ -40,14 +41,15 @@ def vote_key(epoch: int, zxid: int, server_id: int) -> tuple[int, int, int]:
 
 
 class PeerSettings:
-    __slots__ = ("my_id", "voters", "tick_ms", "init_limit", "sync_limit", "finalize_wait_ms",
-                 "election_resend_ms")
+    __slots__ = ("my_id", "voters", "observers", "tick_ms", "init_limit", "sync_limit",
+                 "finalize_wait_ms", "election_resend_ms")
 
     def __init__(self, my_id: int, voters, tick_ms: int = 2000, init_limit: int = 10,
                  sync_limit: int = 5, finalize_wait_ms: int = 200,
-                 election_resend_ms: int = 400) -> None:
+                 election_resend_ms: int = 400, observers=()) -> None:
         self.my_id = my_id
         self.voters = frozenset(voters)
+        self.observers = frozenset(observers)
         self.tick_ms = tick_ms
         self.init_limit = init_limit
         self.sync_limit = sync_limit
@@ -86,7 +88,7 @@ class _Learner:
     """The leader's view of one follower."""
 
     __slots__ = ("server_id", "accepted_epoch", "last_zxid", "acked_epoch", "current_epoch",
-                 "synced", "up_to_date", "last_heard_ms", "newleader_zxid")
+                 "synced", "up_to_date", "last_heard_ms", "newleader_zxid", "observer")
 
     def __init__(self, server_id: int, now_ms: int) -> None:
         self.server_id = server_id
@@ -98,6 +100,7 @@ class _Learner:
         self.up_to_date = False
         self.last_heard_ms = now_ms
         self.newleader_zxid = -1
+        self.observer = False
 
 
 class ZabPeer:
@@ -109,6 +112,9 @@ class ZabPeer:
         self.settings = settings
         self.my_id = settings.my_id
         self.quorum = Majority(settings.voters)
+        # An observer never votes or acks; it learns the leader from established voters and
+        # receives committed txns (Inform) instead of proposals.
+        self.is_observer = settings.my_id in settings.observers
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
         # Every zxid in the log after the floor (the floor is a snapshot's zxid or 0).
@@ -189,7 +195,7 @@ class ZabPeer:
         """True when clients may be served: an established leader or an up-to-date follower."""
         if self.state == m.LEADING:
             return self.established
-        return self.state == m.FOLLOWING and self.follow_phase == "broadcast"
+        return self.state in _LEARNING and self.follow_phase == "broadcast"
 
     # -- election ------------------------------------------------------------------------------
 
@@ -223,6 +229,14 @@ class ZabPeer:
 
     def _on_vote(self, sender: int, vote: m.Vote) -> None:
         if sender not in self.settings.voters:
+            # An observer looking for the leader: established members tell it.
+            if self.state != m.LOOKING and vote.state == m.LOOKING:
+                self._send(sender, self._current_vote())
+            return
+        if self.is_observer and self.state == m.LOOKING:
+            if vote.state != m.LOOKING:
+                self.outside[sender] = vote
+                self._check_outside(vote.leader)
             return
         if self.state != m.LOOKING:
             # An established member tells a looking one whom it follows.
@@ -260,6 +274,8 @@ class ZabPeer:
         return (vote.leader, vote.zxid, vote.epoch) == (mine.leader, mine.zxid, mine.epoch)
 
     def _check_election(self) -> None:
+        if self.is_observer:
+            return
         supporters = {sid for sid, vote in self.received.items() if self._agrees(vote)}
         if self.quorum.reached(supporters):
             if self.decide_at_ms is None:
@@ -272,7 +288,8 @@ class ZabPeer:
         leader_vote = self.outside.get(leader)
         if leader_vote is None or leader_vote.state != m.LEADING:
             return
-        if self.quorum.reached(supporters | {self.my_id}):
+        voters_for_leader = supporters if self.is_observer else supporters | {self.my_id}
+        if self.quorum.reached(voters_for_leader):
             self._follow(leader)
 
     def _decide(self) -> None:
@@ -285,14 +302,14 @@ class ZabPeer:
     # -- following ------------------------------------------------------------------------------
 
     def _follow(self, leader: int) -> None:
-        self._set_state(m.FOLLOWING)
+        self._set_state(m.OBSERVING if self.is_observer else m.FOLLOWING)
         self.leader_id = leader
         self.follow_phase = "discovery"
         self.last_leader_contact_ms = self.now_ms
-        self._send(leader, m.FollowerInfo(self.accepted_epoch, self.last_logged))
+        self._send(leader, m.FollowerInfo(self.accepted_epoch, self.last_logged, self.is_observer))
 
     def _from_leader(self, sender: int) -> bool:
-        if self.state != m.FOLLOWING or sender != self.leader_id:
+        if self.state not in _LEARNING or sender != self.leader_id:
             return False
         self.last_leader_contact_ms = self.now_ms
         return True
@@ -398,6 +415,14 @@ class ZabPeer:
         self.touched.clear()
         self._send(sender, m.PingReply(touched))
 
+    def _on_inform(self, sender: int, message: m.Inform) -> None:
+        """Observer: a committed txn."""
+        if not self._from_leader(sender) or self.follow_phase == "discovery":
+            return
+        if message.hdr.zxid > self.last_logged:
+            self._log_append(message.hdr, message.txn)
+        self._commit_to(message.hdr.zxid)
+
     def _on_sync_reply(self, sender: int, message: m.SyncReply) -> None:
         if self._from_leader(sender):
             self.ready.sync_done.append((message.session_id, message.xid))
@@ -430,7 +455,10 @@ class ZabPeer:
                 # The follower decided first; keep its info for when we decide to lead.
                 self.early_follower_info[sender] = message
             return
+        if message.observer != (sender in self.settings.observers):
+            return  # a member claiming the wrong role
         learner = self._learner(sender)
+        learner.observer = message.observer
         learner.accepted_epoch = message.accepted_epoch
         learner.last_zxid = message.last_zxid
         learner.acked_epoch = False
@@ -442,7 +470,8 @@ class ZabPeer:
             self._check_epoch_quorum()
 
     def _check_epoch_quorum(self) -> None:
-        connected = {sid for sid, learner in self.learners.items() if learner.accepted_epoch >= 0}
+        connected = {sid for sid, learner in self.learners.items()
+                     if learner.accepted_epoch >= 0 and not learner.observer}
         if self.proposed_epoch or not self.quorum.reached(connected | {self.my_id}):
             return
         highest = max([self.accepted_epoch] + [self.learners[s].accepted_epoch for s in connected])
@@ -450,7 +479,7 @@ class ZabPeer:
         self.accepted_epoch = self.epoch
         self._persist()
         self.proposed_epoch = True
-        for sid in sorted(connected):
+        for sid in sorted(s for s, l in self.learners.items() if l.accepted_epoch >= 0):
             self._send(sid, m.LeaderInfo(self.epoch))
 
     def _on_ack_epoch(self, sender: int, message: m.AckEpoch) -> None:
@@ -496,9 +525,11 @@ class ZabPeer:
             self._send(sid, m.SyncDiff((common, commit)))
         else:
             self._send(sid, m.SyncSnap(commit))
-        for zxid in sorted(self.outstanding):
-            hdr, txn = self.outstanding_txns[zxid]
-            self._send(sid, m.Proposal(hdr, txn))
+        if not learner.observer:
+            # Observers get outstanding txns as Inform once they commit.
+            for zxid in sorted(self.outstanding):
+                hdr, txn = self.outstanding_txns[zxid]
+                self._send(sid, m.Proposal(hdr, txn))
         learner.synced = True
         learner.newleader_zxid = self.epoch << EPOCH_SHIFT
         self._send(sid, m.NewLeader(self.epoch, learner.newleader_zxid))
@@ -543,7 +574,7 @@ class ZabPeer:
         self.outstanding_txns[zxid] = (hdr, txn)
         proposal = m.Proposal(hdr, txn)
         for sid, learner in sorted(self.learners.items()):
-            if learner.synced:
+            if learner.synced and not learner.observer:
                 self._send(sid, proposal)
 
     def _commit_ready(self) -> None:
@@ -556,11 +587,18 @@ class ZabPeer:
             if not self.quorum.reached(votes):
                 return
             del self.outstanding[zxid]
-            del self.outstanding_txns[zxid]
+            hdr, txn = self.outstanding_txns.pop(zxid)
             self._commit_to(zxid)
+            commit = m.Commit(zxid)
+            inform = None
             for sid, learner in sorted(self.learners.items()):
-                if learner.synced:
-                    self._send(sid, m.Commit(zxid))
+                if not learner.synced:
+                    continue
+                if learner.observer:
+                    inform = inform or m.Inform(hdr, txn)
+                    self._send(sid, inform)
+                else:
+                    self._send(sid, commit)
             for waiter_sid, session_id, xid in self.pending_syncs.pop(zxid, ()):
                 self._send(waiter_sid, m.SyncReply(session_id, xid))
 
@@ -598,6 +636,7 @@ class ZabPeer:
         m.UpToDate: _on_up_to_date,
         m.Proposal: _on_proposal,
         m.Commit: _on_commit,
+        m.Inform: _on_inform,
         m.Ping: _on_ping,
         m.PingReply: _on_ping_reply,
         m.Forward: _on_forward,
@@ -620,7 +659,10 @@ class ZabPeer:
         self.durable_zxid = zxid
         if self.state == m.LEADING:
             self._commit_ready()
-        elif self.state == m.FOLLOWING:
+        elif self.state in _LEARNING:
+            if self.is_observer:
+                self._maybe_ack_newleader()
+                return
             if self.follow_phase == "broadcast" or self.ack_newleader_when_durable is None:
                 for logged in self._logged_between(self._acked_zxid(), zxid):
                     if epoch_of(logged) == self.current_epoch or self.follow_phase == "broadcast":
@@ -643,13 +685,13 @@ class ZabPeer:
 
     def forward(self, request: m.Forward) -> bool:
         """Follower only: send a client write to the leader; False if not possible now."""
-        if not self.serving or self.state != m.FOLLOWING:
+        if not self.serving or self.state not in _LEARNING:
             return False
         self._send(self.leader_id, request)
         return True
 
     def request_sync(self, session_id: int, xid: int) -> bool:
-        if not self.serving or self.state != m.FOLLOWING:
+        if not self.serving or self.state not in _LEARNING:
             return False
         self._send(self.leader_id, m.SyncRequest(session_id, xid))
         return True
@@ -665,7 +707,7 @@ class ZabPeer:
     def link_lost(self, other: int, now_ms: int) -> None:
         """The connection to ``other`` broke (what was in flight on it is lost)."""
         self.now_ms = now_ms
-        if self.state == m.FOLLOWING and other == self.leader_id:
+        if self.state in _LEARNING and other == self.leader_id:
             self.start_election()
         elif self.state == m.LEADING:
             self.learners.pop(other, None)
@@ -681,7 +723,7 @@ class ZabPeer:
                 self._decide()
             elif now_ms - self.last_vote_sent_ms >= self.settings.election_resend_ms:
                 self._send_votes()
-        elif self.state == m.FOLLOWING:
+        elif self.state in _LEARNING:
             limit = self.settings.sync_limit if self.follow_phase == "broadcast" else self.settings.init_limit
             if now_ms - self.last_leader_contact_ms > limit * tick_ms:
                 self.start_election()

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REFERENCE_STAMP := /usr/share/java/zookeeper.jar
 DEBIAN_PACKAGES := zookeeper zookeeper-bin libcurator-client-java libcurator-framework-java \
-	libcurator-recipes-java libcurator-discovery-java
+	libcurator-recipes-java libcurator-discovery-java chromium
 SEEDS ?= 200
 
 .PHONY: run test unit compat bench sim reference venv clean
@@ -14,14 +14,15 @@ SEEDS ?= 200
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-# The reference ZooKeeper 3.8, its Java client and Curator, from Debian's packages.
-reference: $(REFERENCE_STAMP)
-$(REFERENCE_STAMP):
+# The reference ZooKeeper 3.8, its Java client and Curator, and Chromium for the dashboard
+# test, from Debian's packages.
+reference: $(REFERENCE_STAMP) /usr/bin/chromium
+$(REFERENCE_STAMP) /usr/bin/chromium:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES)
 

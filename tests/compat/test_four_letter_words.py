@@ -159,7 +159,7 @@ def workload(server, raw_factory):
     return a, b
 
 
-def data_watches(sessions: Sessions) -> dict[str, set[str]]:
+def data_watches() -> dict[str, set[str]]:
     """What wchc shows after ``workload``: the data-watch table only (exists/getData watches
     and persistent ones; the getChildren watches are not listed)."""
     return {"a": {"/a", "/a/b", "/nothere"}, "b": {"/a", "/p", "/r"}}
@@ -354,7 +354,7 @@ def test_after_the_same_workload(server_pair, raw_factory):
     # Watches: wchs exactly; wchc/wchp as tables with sessions named after their clients.
     if ref_text["wchs"] != peer_text["wchs"]:
         problems.append(f"wchs: {ref_text['wchs']!r} != {peer_text['wchs']!r}")
-    expected = data_watches(sessions[0])
+    expected = data_watches()
     by_path: dict[str, set[str]] = {}
     for name, watched in expected.items():
         for path in watched:

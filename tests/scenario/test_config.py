@@ -56,7 +56,7 @@ def custom_zkpy(tmp_path):
 
 
 @pytest.fixture
-def raw(request):
+def raw():
     opened: list[RawClient] = []
 
     def make(server, **kwargs) -> RawClient:

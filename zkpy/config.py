@@ -48,6 +48,7 @@ class ServerConfig(NamedTuple):
     max_buffer_bytes: int = MAX_BUFFER_BYTES_DEFAULT
     snap_count: int = 100_000
     super_digest: str | None = None
+    read_only_mode_enabled: bool = False
     admin_enable_server: bool = True
     admin_server_port: int = 8080
     admin_server_address: str = "0.0.0.0"
@@ -102,6 +103,7 @@ _PROPERTY_KEYS = {
     "zookeeper.admin.enableServer": "admin.enableServer",
     "zookeeper.admin.serverPort": "admin.serverPort",
     "zookeeper.admin.serverAddress": "admin.serverAddress",
+    "readonlymode.enabled": "readonlymode.enabled",
 }
 
 
@@ -215,6 +217,7 @@ _HANDLERS = {
     "jute.maxbuffer": lambda k, v: ("max_buffer_bytes", _int(k, v, 1)),
     "snapCount": lambda k, v: ("snap_count", _int(k, v, 2)),
     "superDigest": lambda k, v: ("super_digest", _digest(k, v)),
+    "readonlymode.enabled": lambda k, v: ("read_only_mode_enabled", _bool(k, v)),
     "admin.enableServer": lambda k, v: ("admin_enable_server", _bool(k, v)),
     "admin.serverPort": lambda k, v: ("admin_server_port", _port(k, v)),
     "admin.serverAddress": lambda k, v: ("admin_server_address", v),

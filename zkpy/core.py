@@ -54,6 +54,7 @@ _READ = int(Perms.READ)
 STANDALONE = "standalone"
 LEADER = "leader"
 FOLLOWER = "follower"
+READ_ONLY = "read-only"  # an ensemble member without quorum serving read-only clients
 FORWARDED = object()  # marks a follower's write that waits for its commit
 _DELETE_CONTAINER = int(OpCode.deleteContainer)
 _SASL = int(OpCode.sasl)
@@ -210,7 +211,9 @@ class ServerCore:
             return
         timeout_ms = min(max(request.timeout_ms, self.settings.min_session_timeout_ms),
                          self.settings.max_session_timeout_ms)
-        if request.session_id == 0:
+        if self.role == READ_ONLY:
+            self._connect_read_only(conn, request, timeout_ms, now_ms)
+        elif request.session_id == 0:
             self._create_session(conn, timeout_ms, now_ms)
         else:
             self._reopen_session(conn, request, now_ms)
@@ -245,6 +248,29 @@ class ServerCore:
                  client=conn.client_ip)
         self._send(conn.connection_id,
                    self._connect_response(session_id, session.timeout_ms, expected))
+
+    def _connect_read_only(self, conn: Connection, request: r.ConnectRequest, timeout_ms: int,
+                           now_ms: int) -> None:
+        """Without a quorum only clients that asked for read-only sessions are served; their
+        sessions are local to this member (no txn), as ZooKeeper's ReadOnlyZooKeeperServer."""
+        if not request.read_only:
+            log.info("refusing a read-write client while read-only", client=conn.client_ip)
+            self._close(conn.connection_id)
+            return
+        session_id = request.session_id
+        session = self.sessions.get(session_id) if session_id else None
+        expected = session_password(session_id, self.settings.session_secret)
+        if session is None or request.passwd != expected:
+            session_id = self.sessions.next_session_id()
+            session = self.sessions.add(session_id, timeout_ms, now_ms)
+            session.read_only = True
+        self._detach_previous(session_id, conn.connection_id)
+        conn.session_id = session_id
+        self.session_connection[session_id] = conn.connection_id
+        self.sessions.touch(session_id, now_ms)
+        passwd = session_password(session_id, self.settings.session_secret)
+        body = r.ConnectResponse.encode(r.ConnectResponse(0, session.timeout_ms, session_id, passwd, True))
+        self._send(conn.connection_id, _LENGTH.pack(len(body)) + body)
 
     def _detach_previous(self, session_id: int, connection_id: int) -> None:
         previous = self.session_connection.get(session_id)
@@ -337,7 +363,9 @@ class ServerCore:
             return
         request = Request(session_id, xid, op_type, body, conn.auth_info, connection_id, now_ms)
         request.payload = payload
-        if op_type in WRITE_OPS:
+        if self.role == READ_ONLY and (op_type in WRITE_OPS or op_type == _SYNC):
+            self._refuse_read_only(conn, request)
+        elif op_type in WRITE_OPS:
             if op_type == _CLOSE_SESSION:
                 self.sessions.set_closing(session_id)
             self._submit_write(request, now_ms)
@@ -376,6 +404,14 @@ class ServerCore:
             return
         body = r.SetSASLResponse.encode(r.SetSASLResponse(None))
         self._send(conn.connection_id, reply_frame(xid, 0, 0, body))
+
+    def _refuse_read_only(self, conn: Connection, request: Request) -> None:
+        if request.type == _CLOSE_SESSION:
+            self._send(conn.connection_id, reply_frame(request.xid, self.tree.last_zxid, 0))
+            self._session_closed(request.session_id)
+            self._close(conn.connection_id)
+            return
+        self._reply_now(conn, request.xid, Err.NOTREADONLY)
 
     _NO_BODY_OPS = frozenset((OpCode.ping, OpCode.closeSession, OpCode.whoAmI))
 
@@ -624,6 +660,10 @@ class ServerCore:
         leader (or a standalone server) expires sessions."""
         self.now_ms = now_ms
         if self.role == FOLLOWER:
+            return
+        if self.role == READ_ONLY:
+            for session_id in self.sessions.expire(now_ms):
+                self._session_closed(session_id)  # local sessions: no txn
             return
         for session_id in self.sessions.expire(now_ms):
             log.info("session expired", session=hex(session_id & 0xFFFFFFFFFFFFFFFF))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import structlog
 
-from zkpy.core import FOLLOWER, LEADER, ServerCore
+from zkpy.core import FOLLOWER, LEADER, READ_ONLY, ServerCore
 from zkpy.ensemble.storage import Storage, decode_snapshot, encode_snapshot
 from zkpy.zab import messages as m
 from zkpy.zab.peer import ZabPeer
@@ -22,20 +22,30 @@ NOT_SERVING = "not-serving"
 
 
 class EnsembleNode:
-    def __init__(self, peer: ZabPeer, core: ServerCore, storage: Storage) -> None:
+    def __init__(self, peer: ZabPeer, core: ServerCore, storage: Storage,
+                 read_only_when_not_serving: bool = False) -> None:
         self.peer = peer
         self.core = core
         self.storage = storage
         self.server_id = peer.my_id
+        self.read_only_when_not_serving = read_only_when_not_serving
         # Appended but not yet applied txns, by zxid: commits are applied from here.
         self.unapplied: dict[int, tuple] = {}
         self.role = NOT_SERVING
         self.role_since_ms = 0
         self.appended_zxid = peer.last_logged
         core.role = NOT_SERVING
+        if read_only_when_not_serving:
+            self.role = READ_ONLY
+            core.role = READ_ONLY
 
     @property
     def serving(self) -> bool:
+        """True when read-write clients are served."""
+        return self.role in (LEADER, FOLLOWER)
+
+    @property
+    def accepting_clients(self) -> bool:
         return self.role != NOT_SERVING
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -48,7 +58,7 @@ class EnsembleNode:
         if self.role == FOLLOWER:
             self.peer.touch_sessions(self.core.take_touched())
         self.peer.tick(now_ms)
-        if self.role == LEADER:
+        if self.role in (LEADER, READ_ONLY):
             self.core.tick(now_ms)
         return self.process(now_ms)
 
@@ -197,7 +207,7 @@ class EnsembleNode:
         elif peer.state in (m.FOLLOWING, m.OBSERVING) and peer.serving:
             role = FOLLOWER
         else:
-            role = NOT_SERVING
+            role = READ_ONLY if self.read_only_when_not_serving else NOT_SERVING
         if role == self.role:
             return
         log.info("role changed", peer=self.server_id, role=role, epoch=peer.current_epoch,

@@ -383,7 +383,7 @@ COMMANDS = {
     "wchp": wchp,
     "dump": dump,
     "dirs": dirs,
-    "isro": lambda server: "rw",
+    "isro": lambda server: "ro" if server.read_only() else "rw",
     "gtmk": lambda server: str(TRACE_MASK),
 }
 

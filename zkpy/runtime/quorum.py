@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 
 from zkpy.config import ConfigError, ServerConfig
-from zkpy.core import LEADER
+from zkpy.core import LEADER, READ_ONLY
 from zkpy.ensemble.node import EnsembleNode
 from zkpy.protocol.connection import Connect
 from zkpy.runtime.peers import LinkSet
@@ -74,7 +74,8 @@ class QuorumServer(Server):
                                 observers=self.observers)
         peer = ZabPeer(settings, accepted, current, self.storage.logged_zxids(floor), floor,
                        self.core.tree.last_zxid, time_ms)
-        self.node = EnsembleNode(peer, self.core, self.storage)
+        self.node = EnsembleNode(peer, self.core, self.storage,
+                                 read_only_when_not_serving=config.read_only_mode_enabled)
         log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
                  current_epoch=current, zxid=hex(self.core.tree.last_zxid))
 
@@ -152,7 +153,7 @@ class QuorumServer(Server):
     def handle_events(self, handler: ClientHandler, events: list) -> None:
         # As ZooKeeper: a socket is accepted even while not serving, so four-letter words are
         # answered ('not currently serving requests'); a session handshake is refused.
-        if not self.serving() and any(type(event) is Connect for event in events):
+        if not self.node.accepting_clients and any(type(event) is Connect for event in events):
             log.info("not serving yet; closing client connection", client=handler.peer_host,
                      peer=self.my_id)
             handler.abort()
@@ -160,9 +161,14 @@ class QuorumServer(Server):
         super().handle_events(handler, events)
 
     def serving(self) -> bool:
-        return self.node is not None and self.node.serving
+        return self.node is not None and self.node.accepting_clients
+
+    def read_only(self) -> bool:
+        return self.node is not None and self.node.role == READ_ONLY
 
     def mode(self) -> str:
+        if self.read_only():
+            return "read-only"
         if self.node is None or not self.node.serving:
             return "looking"
         if self.node.role == LEADER:

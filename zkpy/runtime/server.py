@@ -337,6 +337,9 @@ class Server:
     def serving(self) -> bool:
         return True
 
+    def read_only(self) -> bool:
+        return False
+
     def ensemble_rows(self) -> list[tuple[str, object]]:
         """mntr rows only ensemble members have."""
         return []

@@ -65,12 +65,29 @@ class OutgoingLink:
                 writer.write(hello(self.my_id))
                 self.connected = True
                 log.info("connected to peer", peer=self.peer_id, purpose=self.purpose)
-                while True:
-                    message = await self.queue.get()
-                    writer.write(encode_message(message))
-                    while not self.queue.empty() and writer.transport.get_write_buffer_size() < (1 << 20):
-                        writer.write(encode_message(self.queue.get_nowait()))
-                    await writer.drain()
+                # The peer never writes on this connection: a read that ends means it is gone
+                # (e.g. the peer was killed). Without this the first messages after its restart
+                # went into the dead socket and were lost without a word.
+                closed = asyncio.ensure_future(reader.read(1))
+                try:
+                    while True:
+                        if self.queue.empty():
+                            getter = asyncio.ensure_future(self.queue.get())
+                            await asyncio.wait((getter, closed), return_when=asyncio.FIRST_COMPLETED)
+                            if closed.done():
+                                getter.cancel()
+                                raise ConnectionResetError("connection closed by the peer")
+                            message = getter.result()
+                        else:
+                            message = self.queue.get_nowait()
+                        writer.write(encode_message(message))
+                        while not self.queue.empty() and writer.transport.get_write_buffer_size() < (1 << 20):
+                            writer.write(encode_message(self.queue.get_nowait()))
+                        await writer.drain()
+                finally:
+                    closed.cancel()
+                    if closed.done() and not closed.cancelled():
+                        closed.exception()  # retrieved: the loss is reported below
             except asyncio.CancelledError:
                 if writer is not None:
                     writer.close()

@@ -49,6 +49,7 @@ class ServerConfig(NamedTuple):
     snap_count: int = 100_000
     super_digest: str | None = None
     read_only_mode_enabled: bool = False
+    client_port_given: bool = False  # False: an ensemble member takes it from its server.N line
     admin_enable_server: bool = True
     admin_server_port: int = 8080
     admin_server_address: str = "0.0.0.0"
@@ -189,6 +190,7 @@ def build_config(settings: dict[str, str], properties: dict[str, str] | None = N
             ignored.append(key)
         else:
             ignored.append(key)
+    fields["client_port_given"] = "clientPort" in merged
     config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored),
                           system_properties=tuple(sorted((properties or {}).items())))
     if config.min_session_timeout > config.max_session_timeout:

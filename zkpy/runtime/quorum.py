@@ -44,13 +44,31 @@ def read_myid(data_dir: str) -> int:
         raise ConfigError(f"myid: {path} does not hold an integer") from None
 
 
+def membership_text(servers, version: int = 0) -> str:
+    """The dynamic configuration as ZooKeeper prints it in /zookeeper/config."""
+    lines = []
+    for spec in servers:
+        line = f"server.{spec.server_id}={spec.host}:{spec.quorum_port}:{spec.election_port}:{spec.role}"
+        if spec.client_port is not None:
+            line += f";{spec.client_host or '0.0.0.0'}:{spec.client_port}"
+        lines.append(line)
+    lines.append(f"version={version:x}")
+    return "\n".join(lines)
+
+
 class QuorumServer(Server):
     def __init__(self, config: ServerConfig) -> None:
-        super().__init__(config)
-        self.my_id = read_myid(config.data_dir)
+        my_id = read_myid(config.data_dir)
         members = {spec.server_id: spec for spec in config.servers}
-        if self.my_id not in members:
-            raise ConfigError(f"myid: {self.my_id} has no server.{self.my_id} line")
+        if my_id not in members:
+            raise ConfigError(f"myid: {my_id} has no server.{my_id} line")
+        spec = members[my_id]
+        if not config.client_port_given and spec.client_port is not None:
+            # As ZooKeeper: the client address may come from the member's own server line.
+            config = config._replace(client_port=spec.client_port,
+                                     client_port_address=spec.client_host or config.client_port_address)
+        super().__init__(config)
+        self.my_id = my_id
         self.members = members
         self.voters = frozenset(sid for sid, spec in members.items() if spec.role == "participant")
         self.observers = frozenset(members) - self.voters
@@ -66,6 +84,7 @@ class QuorumServer(Server):
     def restore(self) -> None:
         super().restore()
         time_ms = now_ms()
+        self._publish_membership(time_ms)
         accepted, current = self.storage.epochs()
         floor = self.storage.floor_zxid()
         config = self.config
@@ -78,6 +97,14 @@ class QuorumServer(Server):
                                  read_only_when_not_serving=config.read_only_mode_enabled)
         log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
                  current_epoch=current, zxid=hex(self.core.tree.last_zxid))
+
+    def _publish_membership(self, time_ms: int) -> None:
+        """/zookeeper/config shows the ensemble, as ZooKeeper's initConfigInZKDatabase does
+        (a local change, not a txn: every member writes the same text at start-up)."""
+        node = self.core.tree.nodes["/zookeeper/config"]
+        node.data = membership_text(self.config.servers).encode()
+        node.version = -1
+        node.mtime = time_ms
 
     # -- links ---------------------------------------------------------------------------------
 

@@ -30,6 +30,11 @@ server's CPU use over the window.
 Sessions are kept alive by pings when they have sent nothing for a third of the session timeout
 (under load every request already renews the session).
 
+Several servers (an ensemble): ``--hosts a,b,c`` spreads the sessions over them round-robin
+(session i on host i mod n); the setup session uses the first host. ZooKeeper's ordering makes
+the setup visible to every session (each session's creation is a transaction committed after
+the setup's). ``--server-pid`` then takes the members' pids, and their CPU use is summed.
+
     python -m zkpy.bench.loadgen --hosts 127.0.0.1:2181 --sessions 32 --depth 16 \\
         --workload mix --duration-s 5 --warmup-s 1 [--json]
 
@@ -414,6 +419,32 @@ def _cpu_seconds_of(pid: int | None) -> float | None:
     return total / ticks if found else None
 
 
+SAMPLE_S = 0.05
+TIMELINE_STEP_S = 0.5
+
+
+def _timeline(samples: list[tuple[float, int]], start: float) -> tuple[list[float], float]:
+    """ops/s per TIMELINE_STEP_S of the window, and the longest time (s) in which no operation
+    completed (to the sampling resolution, SAMPLE_S)."""
+    timeline: list[float] = []
+    step_end = start + TIMELINE_STEP_S
+    step_start, step_ops = start, 0
+    longest = 0.0
+    stall_since: float | None = None
+    for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
+        if n1 == n0:
+            if stall_since is None:
+                stall_since = t0
+            longest = max(longest, t1 - stall_since)
+        else:
+            stall_since = None
+        if t1 >= step_end:
+            timeline.append(round((n1 - step_ops) / max(t1 - step_start, 1e-9)))
+            step_start, step_ops = t1, n1
+            step_end = t1 + TIMELINE_STEP_S
+    return timeline, round(longest, 3)
+
+
 def _percentile(sorted_values: list[float], p: float) -> float | None:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_values:
@@ -441,6 +472,7 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
                     connect_timeout_s: float = 10.0, setup_timeout_s: float = 60.0,
                     drain_timeout_s: float = 15.0,
                     seed: int = 1, server_pid: int | None = None,
+                    server_pids: list[int] | None = None,
                     progress=None) -> dict[str, Any]:
     """Carry out one run and return its result (see ``run``)."""
     if workload not in WORKLOADS:
@@ -449,6 +481,8 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
         raise ValueError("sessions, depth, nodes and duration must be positive")
     loop = asyncio.get_running_loop()
     addresses = _parse_hosts(hosts)
+    # The servers whose CPU use is measured (all members of an ensemble): summed, and per pid.
+    pids = list(server_pids or []) + ([server_pid] if server_pid is not None else [])
     stats = _Stats()
     value = bytes((i * 31 + 7) & 0xFF for i in range(value_bytes))
     base = f"/zkbench/{uuid.uuid4().hex[:12]}"
@@ -504,7 +538,18 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
             for client in clients:
                 client.ping_if_idle(interval)
 
+    samples: list[tuple[float, int]] = []  # (time, operations completed so far in the window)
+
+    async def sampler() -> None:
+        """Count completions every SAMPLE_S, off the hot path, to see stalls in the window."""
+        while True:
+            await asyncio.sleep(SAMPLE_S)
+            if stats.recording:
+                samples.append((perf_counter(),
+                                sum(len(values) for values in stats.latencies.values())))
+
     ping_task = loop.create_task(pinger())
+    sample_task = loop.create_task(sampler())
     # The hot path makes no reference cycles: keep the collector from pausing the measurement.
     gc_was_enabled = gc.isenabled()
     gc.collect()
@@ -520,14 +565,15 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
             await asyncio.sleep(warmup_s)
         say(f"measuring {duration_s:g} s")
         cpu_before = time.process_time()
-        server_cpu_before = _cpu_seconds_of(server_pid)
+        server_cpu_before = [_cpu_seconds_of(pid) for pid in pids]
         stats.recording = True
         window_start = perf_counter()
+        samples.append((window_start, 0))
         await asyncio.sleep(duration_s)
         stats.recording = False
         window_end = perf_counter()
         cpu_after = time.process_time()
-        server_cpu_after = _cpu_seconds_of(server_pid)
+        server_cpu_after = [_cpu_seconds_of(pid) for pid in pids]
         stats.issuing = False
 
         # Drain what is outstanding.
@@ -539,10 +585,17 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
         if gc_was_enabled:
             gc.enable()
         ping_task.cancel()
+        sample_task.cancel()
         stats.issuing = False
         await asyncio.gather(*[c.close(5.0) for c in clients], return_exceptions=True)
 
     window = window_end - window_start
+    total_ops = sum(len(values) for values in stats.latencies.values())
+    samples.append((window_end, total_ops))
+    timeline, longest_stall = _timeline(samples, window_start)
+    server_cpu = [(after - before) / window
+                  if before is not None and after is not None and window > 0 else None
+                  for before, after in zip(server_cpu_before, server_cpu_after)]
     all_latencies = [v for values in stats.latencies.values() for v in values]
     ops = len(all_latencies)
     result.update({
@@ -567,10 +620,13 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
         "notifications": stats.notifications,
         "pings_sent": stats.pings_sent,
         "ping_replies": stats.ping_replies,
+        "timeline_ops_per_s": timeline,
+        "longest_stall_s": longest_stall,
         "client_cpu_util": (cpu_after - cpu_before) / window if window > 0 else None,
-        "server_cpu_util": ((server_cpu_after - server_cpu_before) / window
-                            if server_cpu_before is not None and server_cpu_after is not None
-                            and window > 0 else None),
+        "server_cpu_util": (sum(server_cpu) if server_cpu and None not in server_cpu
+                            else None),
+        "server_cpu_util_by_pid": dict(zip(map(str, pids), server_cpu)) if len(pids) > 1
+        else None,
     })
     reasons = []
     if result["error_count"]:
@@ -634,6 +690,8 @@ def format_text(result: dict[str, Any]) -> str:
         for name, op in result["per_op"].items():
             lines.append(f"    {name}: {op['ops_per_s']:,.0f} ops/s  p50 "
                          f"{ms(op['latency_ms']['p50'])}  p99 {ms(op['latency_ms']['p99'])}")
+    if result.get("longest_stall_s", 0) >= 0.25:
+        lines.append(f"  longest stall (no reply at all): {result['longest_stall_s']:.2f} s")
     cpu = result["client_cpu_util"]
     server_cpu = result["server_cpu_util"]
     lines.append(f"  generator CPU {cpu * 100:.0f}% of a core"
@@ -660,8 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ping-interval-s", type=float, default=None,
                         help="ping a session idle this long (default: timeout/3)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--server-pid", type=int, default=None,
-                        help="report this process's CPU use over the window")
+    parser.add_argument("--server-pid", default=None,
+                        help="report this process's CPU use over the window (pid[,pid...]: "
+                        "the members of an ensemble, summed)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
@@ -677,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
                      duration_s=args.duration_s, warmup_s=args.warmup_s, nodes=args.nodes,
                      get_ratio=args.get_ratio, session_timeout_ms=args.session_timeout_ms,
                      ping_interval_s=args.ping_interval_s, seed=args.seed,
-                     server_pid=args.server_pid, progress=progress)
+                     server_pids=[int(p) for p in args.server_pid.split(",") if p.strip()]
+                     if args.server_pid else None, progress=progress)
     except (BenchError, ValueError) as exc:
         if args.json:
             print(json.dumps({"benchmark": "loadgen", "valid": False, "failed": str(exc)}))

@@ -91,6 +91,7 @@ TXN_RECORDS: dict[int, type] = {
     OpCode.closeSession: r.CloseSessionTxn,
     OpCode.error: r.ErrorTxn,
     OpCode.multi: r.MultiTxn,
+    OpCode.reconfig: r.SetDataTxn,  # the new /zookeeper/config text
 }
 
 MULTI_OP_RECORDS: dict[int, type] = {

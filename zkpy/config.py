@@ -29,6 +29,38 @@ class ServerSpec(NamedTuple):
     client_port: int | None
 
 
+class TlsConfig(NamedTuple):
+    """The client TLS settings (ZooKeeper's ssl.* keys, zookeeper.ssl.* properties), validated;
+    zkpy.runtime.tls turns them into an ssl.SSLContext for secureClientPort."""
+    keystore_location: str = ""
+    keystore_password: str = ""
+    keystore_type: str = ""      # JKS, PKCS12 or PEM (inferred from the file name if not set)
+    truststore_location: str = ""
+    truststore_password: str = ""
+    truststore_type: str = ""
+    client_auth: str = "need"    # need, want or none
+    protocol: str = "TLSv1.2"
+    enabled_protocols: tuple = ()  # () means (protocol,), as ZooKeeper
+    ciphersuites: tuple = ()       # () means ZooKeeper's defaults (Java/IANA names)
+    handshake_timeout_ms: int = 5000
+
+
+class AuthConfig(NamedTuple):
+    """Authentication providers and SASL settings, read from ZooKeeper's system properties
+    (``zookeeper.authProvider.N``, ``java.security.auth.login.config``, ...) or the zoo.cfg keys
+    ZooKeeper turns into them (``authProvider.N`` -> ``zookeeper.authProvider.N``)."""
+    schemes: frozenset = frozenset()  # provider schemes beyond ip and digest: sasl, x509
+    unknown_providers: tuple = ()     # provider classes zkpy does not have (logged)
+    jaas_config: str | None = None    # java.security.auth.login.config
+    sasl_login_context: str = "Server"  # zookeeper.sasl.serverconfig
+    sasl_super_users: tuple = ()      # zookeeper.superUser, zookeeper.superUser.*
+    sasl_super_password: str | None = None  # zookeeper.SASLAuthenticationProvider.superPassword
+    sasl_allow_failed_clients: bool = False  # zookeeper.allowSaslFailedClients
+    sasl_any_user: str | None = None  # zookeeper.letAnySaslUserDoX
+    x509_super_user: str | None = None  # zookeeper.X509AuthenticationProvider.superUser
+    ssl_auth_scheme: str = "x509"     # zookeeper.ssl.authProvider
+
+
 class ServerConfig(NamedTuple):
     tick_ms: int = 2000
     data_dir: str = "./data"
@@ -49,6 +81,7 @@ class ServerConfig(NamedTuple):
     snap_count: int = 100_000
     super_digest: str | None = None
     read_only_mode_enabled: bool = False
+    reconfig_enabled: bool = False
     client_port_given: bool = False  # False: an ensemble member takes it from its server.N line
     admin_enable_server: bool = True
     admin_server_port: int = 8080
@@ -63,6 +96,11 @@ class ServerConfig(NamedTuple):
     # system_properties commands.
     initial_configuration: str = ""
     system_properties: tuple = ()
+    # TLS on secureClientPort (zkpy.runtime.tls) and the x509/SASL authentication (zkpy.auth).
+    secure_client_port: int | None = None
+    secure_client_port_address: str = "0.0.0.0"
+    tls: TlsConfig | None = None
+    auth: AuthConfig = AuthConfig()
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -87,11 +125,11 @@ DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProv
 _KNOWN_IGNORED = {
     "globalOutstandingLimit",
     "preAllocSize", "forceSync", "leaderServes", "cnxTimeout", "electionAlg",
-    "quorumListenOnAllIPs", "standaloneEnabled", "reconfigEnabled", "syncEnabled",
-    "secureClientPort", "secureClientPortAddress", "clientPortListenBacklog",
+    "quorumListenOnAllIPs", "standaloneEnabled", "syncEnabled",
+    "clientPortListenBacklog",
     "audit.enable",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "skipACL", "dynamicConfigFile",
-    "peerType", "sslQuorum", "portUnification", "authProvider.1", "jute.maxbuffer.extrasize",
+    "peerType", "sslQuorum", "portUnification", "jute.maxbuffer.extrasize",
 }
 
 _PROPERTY_KEYS = {
@@ -186,11 +224,14 @@ def build_config(settings: dict[str, str], properties: dict[str, str] | None = N
             fields[field] = parsed
         elif key.startswith("server."):
             servers.append(_server(key, value))
+        elif key in _SECURITY_KEYS or key.startswith("authProvider."):
+            continue  # read by _security below
         elif key in _KNOWN_IGNORED or key.startswith(("ssl.", "group.", "weight.", "quorum.")):
             ignored.append(key)
         else:
             ignored.append(key)
     fields["client_port_given"] = "clientPort" in merged
+    fields.update(_security(settings, properties or {}, fields.get("secure_client_port")))
     config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored),
                           system_properties=tuple(sorted((properties or {}).items())))
     if config.min_session_timeout > config.max_session_timeout:
@@ -206,6 +247,8 @@ _HANDLERS = {
     "dataLogDir": lambda k, v: ("data_log_dir", v),
     "clientPort": lambda k, v: ("client_port", _int(k, v, 1)),
     "clientPortAddress": lambda k, v: ("client_port_address", v),
+    "secureClientPort": lambda k, v: ("secure_client_port", _port(k, v) or None),
+    "secureClientPortAddress": lambda k, v: ("secure_client_port_address", v.strip()),
     "maxClientCnxns": lambda k, v: ("max_client_cnxns", _int(k, v, 0)),
     "minSessionTimeout": lambda k, v: ("min_session_timeout_ms", _int(k, v, -1) if _int(k, v) > 0 else None),
     "maxSessionTimeout": lambda k, v: ("max_session_timeout_ms", _int(k, v, -1) if _int(k, v) > 0 else None),
@@ -220,6 +263,7 @@ _HANDLERS = {
     "snapCount": lambda k, v: ("snap_count", _int(k, v, 2)),
     "superDigest": lambda k, v: ("super_digest", _digest(k, v)),
     "readonlymode.enabled": lambda k, v: ("read_only_mode_enabled", _bool(k, v)),
+    "reconfigEnabled": lambda k, v: ("reconfig_enabled", _bool(k, v)),
     "admin.enableServer": lambda k, v: ("admin_enable_server", _bool(k, v)),
     "admin.serverPort": lambda k, v: ("admin_server_port", _port(k, v)),
     "admin.serverAddress": lambda k, v: ("admin_server_address", v),
@@ -264,3 +308,146 @@ def load(path: str | Path | None, properties: dict[str, str] | None = None) -> S
             raise ConfigError(f"cannot read {path}: {error.strerror}") from None
         settings = parse_lines(text)
     return build_config(settings, properties)._replace(initial_configuration=text)
+
+
+# -- TLS and authentication ------------------------------------------------------------------
+# ZooKeeper reads these as Java system properties; zoo.cfg keys it does not parse itself become
+# "zookeeper." + key properties (QuorumPeerConfig), so ssl.keyStore.location in zoo.cfg and
+# -Dzookeeper.ssl.keyStore.location are the same setting, the zoo.cfg one winning.
+
+_SECURITY_KEYS = {
+    "ssl.keyStore.location", "ssl.keyStore.password", "ssl.keyStore.passwordPath",
+    "ssl.keyStore.type", "ssl.trustStore.location", "ssl.trustStore.password",
+    "ssl.trustStore.passwordPath", "ssl.trustStore.type", "ssl.clientAuth", "ssl.protocol",
+    "ssl.enabledProtocols", "ssl.ciphersuites", "ssl.handshakeDetectionTimeoutMillis",
+    "ssl.authProvider", "superUser", "X509AuthenticationProvider.superUser",
+    "SASLAuthenticationProvider.superPassword", "letAnySaslUserDoX", "allowSaslFailedClients",
+    "sasl.serverconfig",
+}
+_PROVIDER_SCHEMES = {
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider": "sasl",
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider": "x509",
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider": "digest",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider": "ip",
+}
+_STORE_EXTENSIONS = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".bcfks": "BCFKS"}
+_TLS_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "TLS")
+
+
+def _system_properties(settings: dict[str, str], properties: dict[str, str]) -> dict[str, str]:
+    view = dict(properties)
+    for key, value in settings.items():
+        if key in _SECURITY_KEYS or key.startswith(("ssl.", "authProvider.")):
+            view["zookeeper." + key] = value
+    return view
+
+
+def _password(props: dict[str, str], store: str) -> str:
+    """X509Util.getPasswordFromConfigPropertyOrFile: the passwordPath file wins."""
+    value = props.get(f"zookeeper.ssl.{store}.password", "")
+    path = props.get(f"zookeeper.ssl.{store}.passwordPath", "")
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"ssl.{store}.passwordPath: cannot read {path}: "
+                              f"{error.strerror}") from None
+        if value.endswith("\n"):
+            value = value[:-1]
+    return value
+
+
+def _store_type(props: dict[str, str], store: str) -> str:
+    """KeyStoreFileType.fromPropertyValueOrFileName."""
+    location = props.get(f"zookeeper.ssl.{store}.location", "")
+    given = props.get(f"zookeeper.ssl.{store}.type", "")
+    if given:
+        kind = given.upper()
+        if kind not in _STORE_EXTENSIONS.values():
+            raise ConfigError(f"ssl.{store}.type: {given!r} is not JKS, PEM, PKCS12 or BCFKS")
+    elif not location:
+        return ""
+    else:
+        dot = location.rfind(".")
+        kind = _STORE_EXTENSIONS.get(location[dot:]) if dot >= 0 else None
+        if kind is None:
+            raise ConfigError(f"ssl.{store}.location: unable to auto-detect the store file type "
+                              f"from the file name {location!r} (use .jks, .p12 or .pem, or set "
+                              f"ssl.{store}.type)")
+    if kind == "BCFKS":
+        raise ConfigError(f"ssl.{store}.type: BCFKS stores need the BouncyCastle provider; "
+                          "zkpy reads JKS, PKCS12 and PEM")
+    return kind
+
+
+def _tls(props: dict[str, str]) -> TlsConfig:
+    client_auth = props.get("zookeeper.ssl.clientAuth", "") or "need"
+    if client_auth.lower() not in ("need", "want", "none"):
+        raise ConfigError(f"ssl.clientAuth: {client_auth!r} is not need, want or none")
+    protocol = props.get("zookeeper.ssl.protocol", "TLSv1.2")
+    enabled = tuple(props["zookeeper.ssl.enabledProtocols"].split(",")) \
+        if "zookeeper.ssl.enabledProtocols" in props else (protocol,)
+    for name in (protocol, *enabled):
+        if name not in _TLS_PROTOCOLS:
+            raise ConfigError(f"ssl.protocol/ssl.enabledProtocols: {name!r} is not one of "
+                              f"{', '.join(_TLS_PROTOCOLS)}")
+    ciphers = props.get("zookeeper.ssl.ciphersuites")
+    timeout = props.get("zookeeper.ssl.handshakeDetectionTimeoutMillis")
+    timeout_ms = _int("ssl.handshakeDetectionTimeoutMillis", timeout) if timeout else 5000
+    if not props.get("zookeeper.ssl.keyStore.location"):
+        raise ConfigError("ssl.keyStore.location: secureClientPort needs a key store holding "
+                          "the server's key and certificate")
+    return TlsConfig(
+        keystore_location=props.get("zookeeper.ssl.keyStore.location", ""),
+        keystore_password=_password(props, "keyStore"),
+        keystore_type=_store_type(props, "keyStore"),
+        truststore_location=props.get("zookeeper.ssl.trustStore.location", ""),
+        truststore_password=_password(props, "trustStore"),
+        truststore_type=_store_type(props, "trustStore"),
+        client_auth=client_auth.lower(),
+        protocol=protocol,
+        enabled_protocols=enabled,
+        ciphersuites=tuple(ciphers.split(",")) if ciphers is not None else (),
+        handshake_timeout_ms=timeout_ms if timeout_ms >= 1 else 5000,
+    )
+
+
+def _security(settings: dict[str, str], properties: dict[str, str],
+              secure_client_port: int | None) -> dict:
+    props = _system_properties(settings, properties)
+    schemes: set[str] = set()
+    unknown: list[str] = []
+    for name, value in sorted(props.items()):
+        if name.startswith("zookeeper.authProvider."):
+            scheme = _PROVIDER_SCHEMES.get(value.strip())
+            if scheme is None:
+                unknown.append(value.strip())
+            elif scheme not in ("ip", "digest"):
+                schemes.add(scheme)
+    ssl_scheme = props.get("zookeeper.ssl.authProvider", "x509")
+    fields: dict = {}
+    if secure_client_port:
+        # QuorumPeerConfig.configureSSLAuth: secureClientPort brings the x509 provider with it.
+        if not any(n == "zookeeper.authProvider." + ssl_scheme for n in props):
+            if ssl_scheme != "x509":
+                raise ConfigError(f"ssl.authProvider: no auth provider configured for the SSL "
+                                  f"authentication scheme {ssl_scheme!r}")
+            schemes.add("x509")
+        fields["tls"] = _tls(props)
+    elif "secureClientPortAddress" in settings:
+        raise ConfigError("secureClientPortAddress: set but secureClientPort is not set")
+    super_users = tuple(value for name, value in sorted(props.items())
+                        if name == "zookeeper.superUser" or name.startswith("zookeeper.superUser."))
+    fields["auth"] = AuthConfig(
+        schemes=frozenset(schemes),
+        unknown_providers=tuple(unknown),
+        jaas_config=props.get("java.security.auth.login.config"),
+        sasl_login_context=props.get("zookeeper.sasl.serverconfig", "Server"),
+        sasl_super_users=super_users,
+        sasl_super_password=props.get("zookeeper.SASLAuthenticationProvider.superPassword"),
+        sasl_allow_failed_clients=props.get("zookeeper.allowSaslFailedClients", "").lower() == "true",
+        sasl_any_user=props.get("zookeeper.letAnySaslUserDoX"),
+        x509_super_user=props.get("zookeeper.X509AuthenticationProvider.superUser"),
+        ssl_auth_scheme=ssl_scheme,
+    )
+    return fields

@@ -87,7 +87,8 @@ class Connection:
 
     __slots__ = ("connection_id", "client_ip", "session_id", "auth_info", "closing",
                  "packets_received", "packets_sent", "last_zxid", "established_ms",
-                 "last_op", "last_cxid", "last_response_ms", "last_latency_ms", "latency")
+                 "last_op", "last_cxid", "last_response_ms", "last_latency_ms", "latency",
+                 "sasl")
 
     def __init__(self, connection_id: int, client_ip: str, now_ms: int) -> None:
         self.connection_id = connection_id
@@ -95,6 +96,7 @@ class Connection:
         self.session_id = 0
         self.auth_info: tuple = (r.Id("ip", client_ip),)
         self.closing = False
+        self.sasl = None  # this connection's SASL exchange (zkpy.auth.digest_md5), once begun
         self.packets_received = 0
         self.packets_sent = 0
         self.last_zxid = -1
@@ -154,11 +156,19 @@ class ServerCore:
         self.forwards: list[tuple] = []
         self.sync_requests: list[tuple[int, int]] = []
         self.touched: set[int] = set()
+        # zkpy.auth.digest_md5.SaslAuthenticator when a JAAS Server section is configured.
+        self.sasl = None
 
     # -- connections --------------------------------------------------------------------------
 
     def connection_opened(self, connection_id: int, client_ip: str, now_ms: int) -> None:
         self.connections[connection_id] = Connection(connection_id, client_ip, now_ms)
+
+    def add_auth(self, connection_id: int, ids) -> None:
+        """Ids the runtime proved for a connection as it opened (its TLS client certificate's
+        x509 id)."""
+        conn = self.connections[connection_id]
+        conn.auth_info = conn.auth_info + tuple(i for i in ids if i not in conn.auth_info)
 
     def connection_closed(self, connection_id: int, now_ms: int) -> None:
         """The socket is gone; the session lives on until it expires or another connection
@@ -390,19 +400,50 @@ class ServerCore:
                 self._answer_read(request, now_ms)
 
     def _sasl(self, conn: Connection, xid: int, payload: bytes) -> None:
-        """zkpy has no SASL. Like ZooKeeper without a SASL login, answer a token at once with
-        an empty challenge (the client carries on unauthenticated) and drop a connection whose
-        packet has no token. (sasl has no handler in the read pipeline.)"""
+        """ZooKeeper's processSasl: one step of the connection's SASL exchange (DIGEST-MD5),
+        answered at once (sasl has no handler in the read pipeline). On success the connection
+        gets ``sasl:<user>`` (and ``super`` for a zookeeper.superUser); a failure is answered
+        AUTHFAILED and the connection dropped. Without a JAAS Server section, as ZooKeeper
+        without a SASL login, every token gets an empty answer and the client carries on
+        unauthenticated. A packet without a token drops the connection."""
         try:
             token = r.GetSASLRequest.decode_from(payload, 8)[0].token
         except JuteDecodeError:
             token = None
+        session = hex(conn.session_id & 0xFFFFFFFFFFFFFFFF)
         if token is None:
-            log.warning("malformed SASL request; closing connection",
-                        session=hex(conn.session_id & 0xFFFFFFFFFFFFFFFF))
+            log.warning("malformed SASL request; closing connection", session=session)
             self._close(conn.connection_id)
             return
-        body = r.SetSASLResponse.encode(r.SetSASLResponse(None))
+        response = None
+        authenticator = self.sasl
+        if authenticator is not None:
+            from zkpy.auth.digest_md5 import SaslError
+            if conn.sasl is None:
+                conn.sasl = authenticator.exchange()
+            try:
+                response = conn.sasl.evaluate(token)
+            except SaslError as error:
+                log.warning("client failed to SASL authenticate", client=conn.client_ip,
+                            session=session, reason=str(error))
+                if not authenticator.allow_failed_clients:
+                    body = r.SetSASLResponse.encode(r.SetSASLResponse(None))
+                    self._send(conn.connection_id, reply_frame(xid, 0, Err.AUTHFAILED, body))
+                    self._close(conn.connection_id)
+                    return
+                log.warning("keeping the connection despite the SASL failure "
+                            "(zookeeper.allowSaslFailedClients)", session=session)
+            else:
+                if conn.sasl.complete and conn.sasl.authorization_id is not None:
+                    user = conn.sasl.authorization_id
+                    ids = [r.Id("sasl", user)]
+                    if authenticator.is_super(user):
+                        ids.append(r.Id("super", ""))
+                    conn.auth_info = conn.auth_info + tuple(
+                        i for i in ids if i not in conn.auth_info)
+                    log.info("SASL authenticated", session=session, id=user,
+                             super_user=len(ids) > 1)
+        body = r.SetSASLResponse.encode(r.SetSASLResponse(response))
         self._send(conn.connection_id, reply_frame(xid, 0, 0, body))
 
     def _refuse_read_only(self, conn: Connection, request: Request) -> None:
@@ -621,6 +662,12 @@ class ServerCore:
         self.stats.record_latency(max(0, now_ms - request.received_ms))
         self._answered(connection_id, request, hdr.zxid, now_ms)
         err = result.err
+        if request.type == OpCode.reconfig and not err:
+            # The client is shown the new configuration, as a getData of /zookeeper/config.
+            data = self.tree.nodes[result.path].data
+            self._send(connection_id, reply_frame(request.xid, hdr.zxid, 0,
+                                                  r.GetDataResponse.encode((data, result.stat))))
+            return
         if request.type == OpCode.check and not err:
             # ZooKeeper 3.8 applies a successful stand-alone check but sends no reply.
             return

@@ -29,6 +29,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def distinct_free_ports(count: int) -> list[tuple[int, int, int]]:
+    """``count`` triples of free loopback ports, all different: the sockets stay bound until
+    every port is chosen, so the kernel cannot hand the same port out twice."""
+    sockets = []
+    try:
+        for _ in range(count * 3):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        numbers = [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    return [tuple(numbers[i:i + 3]) for i in range(0, len(numbers), 3)]
+
+
 def four_letter_word(port: int, word: str, timeout_s: float = 2.0, host: str = "127.0.0.1") -> str:
     """Send a four-letter word and return the whole reply ('' if the server closed at once)."""
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
@@ -180,7 +196,7 @@ def ensemble(kind: str, workdir: Path, size: int = 3, settings: dict | None = No
              jvm_properties: dict | None = None) -> list[ServerProcess]:
     """``size`` unstarted members of one ensemble on loopback, each with its own ports and
     data directory; start them with ``start_all``."""
-    ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+    ports = distinct_free_ports(size)
     lines = {f"server.{i + 1}": f"127.0.0.1:{q}:{e};127.0.0.1:{c}" for i, (c, q, e) in enumerate(ports)}
     members = []
     for index, (client_port, _, _) in enumerate(ports):

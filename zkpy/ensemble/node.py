@@ -13,8 +13,13 @@ import structlog
 
 from zkpy.core import FOLLOWER, LEADER, READ_ONLY, ServerCore
 from zkpy.ensemble.storage import Storage, decode_snapshot, encode_snapshot
+from jute import Err, OpCode
+from zkpy.pipeline.request import KeeperError
 from zkpy.zab import messages as m
+from zkpy.zab.membership import (Membership, ReconfigError, format_membership,
+                                 parse_membership, plan)
 from zkpy.zab.peer import ZabPeer
+from zkpy.zab.quorum import Majority
 
 log = structlog.get_logger("zkpy.ensemble")
 
@@ -23,12 +28,16 @@ NOT_SERVING = "not-serving"
 
 class EnsembleNode:
     def __init__(self, peer: ZabPeer, core: ServerCore, storage: Storage,
-                 read_only_when_not_serving: bool = False) -> None:
+                 read_only_when_not_serving: bool = False,
+                 membership: Membership | None = None, on_membership=None) -> None:
         self.peer = peer
         self.core = core
         self.storage = storage
         self.server_id = peer.my_id
         self.read_only_when_not_serving = read_only_when_not_serving
+        self.membership = membership
+        self.on_membership = on_membership  # called with the new Membership after a reconfig
+        self.reconfig_prepared_zxid: int | None = None
         # Appended but not yet applied txns, by zxid: commits are applied from here.
         self.unapplied: dict[int, tuple] = {}
         self.role = NOT_SERVING
@@ -155,6 +164,43 @@ class EnsembleNode:
             for hdr, _ in batch:
                 self.unapplied.pop(hdr.zxid, None)
         core.apply_committed(batch, now_ms)
+        for hdr, txn in batch:
+            if hdr.type == OpCode.reconfig:
+                self._activate(txn.data, hdr.zxid)
+
+    def _activate(self, data: bytes, zxid: int) -> None:
+        membership = parse_membership(data.decode())
+        if membership is None:
+            return
+        if self.reconfig_prepared_zxid is not None and self.reconfig_prepared_zxid <= zxid:
+            self.reconfig_prepared_zxid = None
+        self.membership = membership
+        self.peer.activate(membership.voters, membership.observers)
+        log.info("reconfiguration in force", peer=self.server_id, version=hex(membership.version),
+                 voters=sorted(membership.voters), observers=sorted(membership.observers))
+        if self.on_membership is not None:
+            self.on_membership(membership)
+
+    def plan_reconfig(self, request, zxid: int) -> str:
+        """Leader: the new /zookeeper/config text for a reconfig request (prep calls this)."""
+        current = self.membership
+        if current is None:
+            raise KeeperError(Err.RECONFIGDISABLED)
+        if request.cur_config_id != -1 and request.cur_config_id != current.version:
+            raise KeeperError(Err.BADVERSION)
+        if self.reconfig_prepared_zxid is not None or self.peer.pending_reconfig is not None:
+            raise KeeperError(Err.RECONFIGINPROGRESS)
+        try:
+            new = plan(current, request.joining_servers, request.leaving_servers,
+                       request.new_members, zxid)
+        except ReconfigError as error:
+            raise KeeperError(error.code) from None
+        synced = {self.server_id} | {sid for sid, learner in self.peer.learners.items()
+                                     if learner.up_to_date}
+        if not Majority(new.voters).reached(synced):
+            raise KeeperError(Err.NEWCONFIGNOQUORUM)
+        self.reconfig_prepared_zxid = zxid
+        return format_membership(new)
 
     def _fill(self, message):
         """Placeholders become data: a DIFF range becomes txns, a SNAP gets the tree."""
@@ -214,4 +260,6 @@ class EnsembleNode:
                  zxid=hex(self.core.tree.last_zxid))
         self.role = role
         self.role_since_ms = now_ms
+        self.reconfig_prepared_zxid = None
         self.core.become(role, now_ms, epoch=peer.epoch if role == LEADER else 0)
+        self.core.prep.settings.reconfig_planner = self.plan_reconfig if role == LEADER else None

@@ -22,6 +22,7 @@ from zkpy.tree import paths
 from zkpy.tree.datatree import DataTree
 from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_of, ttl_owner
 
+CONFIG_PATH = "/zookeeper/config"
 _MODES = {m.value: m for m in CreateMode}
 _READ, _WRITE, _CREATE, _DELETE, _ADMIN = (int(p) for p in (
     Perms.READ, Perms.WRITE, Perms.CREATE, Perms.DELETE, Perms.ADMIN))
@@ -57,13 +58,16 @@ class ChangeRecord:
 
 
 class PrepSettings:
-    __slots__ = ("extended_types_enabled", "super_digest", "reconfig_enabled")
+    __slots__ = ("extended_types_enabled", "super_digest", "reconfig_enabled", "reconfig_planner")
 
     def __init__(self, extended_types_enabled: bool = False, super_digest: str | None = None,
                  reconfig_enabled: bool = False) -> None:
         self.extended_types_enabled = extended_types_enabled
         self.super_digest = super_digest
         self.reconfig_enabled = reconfig_enabled
+        # Set by an ensemble leader: (ReconfigRequest, zxid) -> the new /zookeeper/config text,
+        # raising KeeperError when the reconfig cannot be done.
+        self.reconfig_planner = None
 
 
 class Prep:
@@ -307,7 +311,18 @@ class Prep:
         return OpCode.closeSession, r.CloseSessionTxn(sorted(doomed, reverse=True))
 
     def _prep_reconfig(self, request: Request, op_type: int, body, zxid: int):
-        raise KeeperError(Err.RECONFIGDISABLED)
+        planner = self.settings.reconfig_planner
+        if not self.settings.reconfig_enabled or planner is None:
+            raise KeeperError(Err.RECONFIGDISABLED)
+        node = self.record_for(CONFIG_PATH)
+        # ZooKeeper asks for WRITE on /zookeeper/config (world has READ only: a super user,
+        # or an ACL an operator set, may reconfigure).
+        self._check_acl(node, _WRITE, request.auth_info)
+        text = planner(body, zxid)
+        node = node.duplicate(zxid)
+        node.version += 1
+        self._add_change(node)
+        return OpCode.reconfig, r.SetDataTxn(CONFIG_PATH, text.encode(), node.version)
 
     _HANDLERS = {
         OpCode.create: _prep_create,

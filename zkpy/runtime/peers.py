@@ -30,8 +30,9 @@ class OutgoingLink:
     """Our connection to one peer: queue, connect, write; report breaks."""
 
     def __init__(self, my_id: int, peer_id: int, host: str, port: int,
-                 on_lost: Callable[[int], None], purpose: str) -> None:
+                 on_lost: Callable[[int], None], purpose: str, my_address: str = "") -> None:
         self.my_id = my_id
+        self.my_address = my_address
         self.peer_id = peer_id
         self.host = host
         self.port = port
@@ -62,7 +63,7 @@ class OutgoingLink:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), timeout=2.0)
-                writer.write(hello(self.my_id))
+                writer.write(hello(self.my_id, self.my_address))
                 self.connected = True
                 log.info("connected to peer", peer=self.peer_id, purpose=self.purpose)
                 # The peer never writes on this connection: a read that ends means it is gone
@@ -125,8 +126,11 @@ class LinkSet:
         self.on_message = on_message
         self.report_loss = report_loss
         self._on_lost = on_lost
-        self.links = {sid: OutgoingLink(my_id, sid, host, port, self._lost, purpose)
+        host, port = addresses[my_id]
+        self.my_address = f"{host}:{port}"
+        self.links = {sid: OutgoingLink(my_id, sid, host, port, self._lost, purpose, self.my_address)
                       for sid, (host, port) in addresses.items() if sid != my_id}
+        self._started = False
         self.server: asyncio.AbstractServer | None = None
         self._incoming: set[asyncio.Task] = set()
 
@@ -136,7 +140,21 @@ class LinkSet:
 
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        self._started = True
         for link in self.links.values():
+            link.start()
+
+    def add_members(self, addresses: dict[int, tuple[str, int]]) -> None:
+        """Membership changed (reconfig): link to new members. Links to removed members stay:
+        as in ZooKeeper, a removed member keeps following, without a vote, until it restarts."""
+        for sid, (host, port) in addresses.items():
+            if sid != self.my_id and sid not in self.links:
+                self._add_link(sid, host, port)
+
+    def _add_link(self, sid: int, host: str, port: int) -> None:
+        link = OutgoingLink(self.my_id, sid, host, port, self._lost, self.purpose, self.my_address)
+        self.links[sid] = link
+        if self._started:
             link.start()
 
     def send(self, peer_id: int, message) -> None:
@@ -149,11 +167,18 @@ class LinkSet:
         task = asyncio.current_task()
         self._incoming.add(task)
         try:
-            peer_id = decode_hello(await self._read_frame(reader, 4096))
+            peer_id, address = decode_hello(await self._read_frame(reader, 4096))
             if peer_id not in self.links:
-                log.warning("connection from an unknown server id; closing", peer=peer_id,
-                            purpose=self.purpose)
-                return
+                host, _, port = address.rpartition(":")
+                if peer_id == self.my_id or not host or not port.isdigit():
+                    log.warning("connection from an unknown server id; closing", peer=peer_id,
+                                purpose=self.purpose)
+                    return
+                # A server not (yet) in our configuration, e.g. one joining by reconfig: it
+                # may follow without a vote, so we talk back to the address it gave.
+                log.info("link from a server outside the configuration", peer=peer_id,
+                         address=address, purpose=self.purpose)
+                self._add_link(peer_id, host, int(port))
             while True:
                 frame = await self._read_frame(reader, MAX_PEER_FRAME_BYTES)
                 self.on_message(peer_id, decode_message(frame))

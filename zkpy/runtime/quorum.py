@@ -24,6 +24,7 @@ from zkpy.runtime.server import ClientHandler, Server, now_ms
 from zkpy.sessions.tracker import SessionTracker
 from zkpy.storage.rocks_storage import RocksStorage
 from zkpy.zab import messages as m
+from zkpy.zab.membership import Member, Membership, format_membership, parse_membership
 from zkpy.zab.peer import PeerSettings, ZabPeer
 
 log = structlog.get_logger("zkpy.quorum")
@@ -44,18 +45,6 @@ def read_myid(data_dir: str) -> int:
         raise ConfigError(f"myid: {path} does not hold an integer") from None
 
 
-def membership_text(servers, version: int = 0) -> str:
-    """The dynamic configuration as ZooKeeper prints it in /zookeeper/config."""
-    lines = []
-    for spec in servers:
-        line = f"server.{spec.server_id}={spec.host}:{spec.quorum_port}:{spec.election_port}:{spec.role}"
-        if spec.client_port is not None:
-            line += f";{spec.client_host or '0.0.0.0'}:{spec.client_port}"
-        lines.append(line)
-    lines.append(f"version={version:x}")
-    return "\n".join(lines)
-
-
 class QuorumServer(Server):
     def __init__(self, config: ServerConfig) -> None:
         my_id = read_myid(config.data_dir)
@@ -69,11 +58,14 @@ class QuorumServer(Server):
                                      client_port_address=spec.client_host or config.client_port_address)
         super().__init__(config)
         self.my_id = my_id
+        self.own_spec = Member(*spec)  # where we listen, whatever a reconfig says later
         self.members = members
         self.voters = frozenset(sid for sid, spec in members.items() if spec.role == "participant")
         self.observers = frozenset(members) - self.voters
+        self.membership = Membership({s.server_id: Member(*s) for s in config.servers}, 0)
         core = self.core
         core.settings.server_id = self.my_id
+        core.settings.prep.reconfig_enabled = config.reconfig_enabled
         core.settings.session_secret = ENSEMBLE_SESSION_SECRET
         core.sessions = SessionTracker(config.tick_ms, self.my_id, now_ms())
         self.storage = RocksStorage(self.txn_log)
@@ -84,6 +76,7 @@ class QuorumServer(Server):
     def restore(self) -> None:
         super().restore()
         time_ms = now_ms()
+        self._adopt_committed_membership()
         self._publish_membership(time_ms)
         accepted, current = self.storage.epochs()
         floor = self.storage.floor_zxid()
@@ -94,24 +87,54 @@ class QuorumServer(Server):
         peer = ZabPeer(settings, accepted, current, self.storage.logged_zxids(floor), floor,
                        self.core.tree.last_zxid, time_ms)
         self.node = EnsembleNode(peer, self.core, self.storage,
-                                 read_only_when_not_serving=config.read_only_mode_enabled)
+                                 read_only_when_not_serving=config.read_only_mode_enabled,
+                                 membership=self.membership, on_membership=self._membership_changed)
+        if self.my_id not in self.voters | self.observers:
+            peer.activate(self.voters, self.observers)  # removed by a reconfig: stays out
         log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
                  current_epoch=current, zxid=hex(self.core.tree.last_zxid))
+
+    def _adopt_committed_membership(self) -> None:
+        """With reconfig enabled, a membership committed by reconfig (in the restored tree)
+        overrides the server lines of zoo.cfg, as ZooKeeper's dynamic config file does."""
+        if not self.config.reconfig_enabled:
+            return
+        data = self.core.tree.nodes["/zookeeper/config"].data or b""
+        committed = parse_membership(data.decode(errors="replace"))
+        if committed is not None and committed.version > self.membership.version:
+            self._set_membership(committed)
 
     def _publish_membership(self, time_ms: int) -> None:
         """/zookeeper/config shows the ensemble, as ZooKeeper's initConfigInZKDatabase does
         (a local change, not a txn: every member writes the same text at start-up)."""
+        if self.membership.version:
+            return  # the tree already holds the committed text
         node = self.core.tree.nodes["/zookeeper/config"]
-        node.data = membership_text(self.config.servers).encode()
+        node.data = format_membership(self.membership).encode()
         node.version = -1
         node.mtime = time_ms
+
+    def _set_membership(self, membership: Membership) -> None:
+        self.membership = membership
+        self.members = membership.members
+        self.voters = membership.voters
+        self.observers = membership.observers
+
+    def _membership_changed(self, membership: Membership) -> None:
+        """A reconfig committed: talk to the new members, stop talking to removed ones."""
+        self._set_membership(membership)
+        if self.quorum_links is not None:
+            everyone = {**self.members, self.my_id: self.own_spec}
+            self.quorum_links.add_members({s: (m.host, m.quorum_port) for s, m in everyone.items()})
+            self.election_links.add_members({s: (m.host, m.election_port) for s, m in everyone.items()})
 
     # -- links ---------------------------------------------------------------------------------
 
     async def _start_ensemble(self) -> None:
-        me = self.members[self.my_id]
-        quorum_addresses = {sid: (s.host, s.quorum_port) for sid, s in self.members.items()}
-        election_addresses = {sid: (s.host, s.election_port) for sid, s in self.members.items()}
+        me = self.own_spec
+        everyone = {**self.members, self.my_id: me}
+        quorum_addresses = {sid: (s.host, s.quorum_port) for sid, s in everyone.items()}
+        election_addresses = {sid: (s.host, s.election_port) for sid, s in everyone.items()}
         self.quorum_links = LinkSet(self.my_id, quorum_addresses, "quorum", self._on_message,
                                     self._on_lost, report_loss=True)
         self.election_links = LinkSet(self.my_id, election_addresses, "election",

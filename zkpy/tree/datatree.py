@@ -274,6 +274,7 @@ class DataTree:
         OpCode.delete: _apply_delete,
         OpCode.deleteContainer: _apply_delete,
         OpCode.setData: _apply_set_data,
+        OpCode.reconfig: _apply_set_data,
         OpCode.setACL: _apply_set_acl,
         OpCode.check: _apply_check,
         OpCode.error: _apply_error,

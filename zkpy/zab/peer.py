@@ -26,7 +26,10 @@ from __future__ import annotations
 import bisect
 
 from zkpy.zab import messages as m
+from zkpy.zab.membership import parse_membership
 from zkpy.zab.quorum import Majority
+
+RECONFIG_TXN_TYPE = 16  # OpCode.reconfig
 
 EPOCH_SHIFT = 32
 _LEARNING = (m.FOLLOWING, m.OBSERVING)
@@ -151,6 +154,9 @@ class ZabPeer:
         self.touched: set[int] = set()
         self.last_ping_ms = 0
         self.early_follower_info: dict[int, m.FollowerInfo] = {}
+        # A proposed reconfig commits only with a quorum of the old and of the new voters.
+        self.pending_reconfig: tuple[int, Majority] | None = None
+        self.removed = False  # a reconfig took this member out: it never leads or follows
         self.start_election()
 
     # -- small helpers ---------------------------------------------------------------------------
@@ -208,6 +214,7 @@ class ZabPeer:
         self.outstanding.clear()
         self.outstanding_txns.clear()
         self.pending_syncs.clear()
+        self.pending_reconfig = None
         self.follow_phase = ""
         self.ack_newleader_when_durable = None
         self.leader_commit_zxid = 0
@@ -288,11 +295,15 @@ class ZabPeer:
         leader_vote = self.outside.get(leader)
         if leader_vote is None or leader_vote.state != m.LEADING:
             return
+        if self.removed:
+            return
         voters_for_leader = supporters if self.is_observer else supporters | {self.my_id}
         if self.quorum.reached(voters_for_leader):
             self._follow(leader)
 
     def _decide(self) -> None:
+        if self.removed:
+            return
         leader = self.vote.leader
         if leader == self.my_id:
             self._lead()
@@ -456,7 +467,7 @@ class ZabPeer:
                 self.early_follower_info[sender] = message
             return
         if message.observer != (sender in self.settings.observers):
-            return  # a member claiming the wrong role
+            return  # a member claiming the wrong role (a joining server follows without a vote)
         learner = self._learner(sender)
         learner.observer = message.observer
         learner.accepted_epoch = message.accepted_epoch
@@ -572,6 +583,10 @@ class ZabPeer:
         self._log_append(hdr, txn)
         self.outstanding[zxid] = set()
         self.outstanding_txns[zxid] = (hdr, txn)
+        if hdr.type == RECONFIG_TXN_TYPE:
+            membership = parse_membership(txn.data.decode())
+            if membership is not None:
+                self.pending_reconfig = (zxid, Majority(membership.voters))
         proposal = m.Proposal(hdr, txn)
         for sid, learner in sorted(self.learners.items()):
             if learner.synced and not learner.observer:
@@ -585,6 +600,9 @@ class ZabPeer:
             if self.durable_zxid >= zxid:
                 votes.add(self.my_id)
             if not self.quorum.reached(votes):
+                return
+            if self.pending_reconfig is not None and self.pending_reconfig[0] == zxid \
+                    and not self.pending_reconfig[1].reached(votes):
                 return
             del self.outstanding[zxid]
             hdr, txn = self.outstanding_txns.pop(zxid)
@@ -695,6 +713,28 @@ class ZabPeer:
             return False
         self._send(self.leader_id, m.SyncRequest(session_id, xid))
         return True
+
+    def activate(self, voters, observers) -> None:
+        """A committed reconfig is now in force (the caller applied it to the tree)."""
+        self.settings.voters = frozenset(voters)
+        self.settings.observers = frozenset(observers)
+        self.quorum = Majority(voters)
+        self.pending_reconfig = None
+        self.is_observer = self.my_id in self.settings.observers
+        for sid, learner in self.learners.items():
+            learner.observer = sid in self.settings.observers
+        if self.my_id not in self.settings.voters and not self.is_observer:
+            # Taken out: as ZooKeeper, a following member goes on as a non-voting follower
+            # until it restarts or loses its leader; it never leads or joins again.
+            self.removed = True
+            if self.state != m.FOLLOWING:
+                self.start_election()
+        elif self.state == m.LEADING and self.my_id not in self.settings.voters:
+            self.start_election()  # a leader voted out hands over
+        elif self.state == m.FOLLOWING and self.is_observer:
+            self._set_state(m.OBSERVING)
+        elif self.state == m.OBSERVING and not self.is_observer:
+            self._set_state(m.FOLLOWING)
 
     def set_log_floor(self, zxid: int) -> None:
         """The log was purged: it is complete only after ``zxid`` now (a snapshot's zxid)."""

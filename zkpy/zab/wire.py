@@ -111,10 +111,13 @@ def decode_message(frame: bytes):
         raise JuteDecodeError(f"bad peer message: {error}") from error
 
 
-def hello(server_id: int) -> bytes:
-    body = HelloRecord.encode((server_id, ""))
+def hello(server_id: int, address: str = "") -> bytes:
+    """The first frame on a peer connection: who we are and where we listen (host:port), so a
+    member that does not know us yet (a server joining by reconfig) can answer."""
+    body = HelloRecord.encode((server_id, address))
     return _LENGTH.pack(len(body)) + body
 
 
-def decode_hello(frame: bytes) -> int:
-    return HelloRecord.decode(frame).server_id
+def decode_hello(frame: bytes) -> tuple[int, str]:
+    record = HelloRecord.decode(frame)
+    return record.server_id, record.address

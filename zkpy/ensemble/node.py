@@ -181,6 +181,18 @@ class EnsembleNode:
         if self.on_membership is not None:
             self.on_membership(membership)
 
+    def _stamp_initial_membership(self, epoch: int) -> None:
+        """With reconfig enabled, ZooKeeper gives the configuration it started with the version
+        of the first established epoch (epoch << 32), on every member alike."""
+        membership = self.membership
+        if membership is None or membership.version or not self.core.settings.prep.reconfig_enabled:
+            return
+        self.membership = Membership(membership.members, epoch << 32)
+        node = self.core.tree.nodes["/zookeeper/config"]
+        node.data = format_membership(self.membership).encode()
+        if self.on_membership is not None:
+            self.on_membership(self.membership)
+
     def plan_reconfig(self, request, zxid: int) -> str:
         """Leader: the new /zookeeper/config text for a reconfig request (prep calls this)."""
         current = self.membership
@@ -261,5 +273,7 @@ class EnsembleNode:
         self.role = role
         self.role_since_ms = now_ms
         self.reconfig_prepared_zxid = None
+        if role in (LEADER, FOLLOWER):
+            self._stamp_initial_membership(peer.current_epoch)
         self.core.become(role, now_ms, epoch=peer.epoch if role == LEADER else 0)
         self.core.prep.settings.reconfig_planner = self.plan_reconfig if role == LEADER else None

@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("usage: zkpy [-Dname=value ...] [zoo.cfg]", arguments=rest)
         return 2
 
-    from zkpy.config import ConfigError, load
+    from zkpy.config import ConfigError, load, unused_properties
     from zkpy.runtime.server import run
+    for name in unused_properties(properties):
+        # Heap sizes, log4j and other JVM settings mean nothing to zkpy; say so once.
+        log.info("system property not used by zkpy", property=name)
     try:
         config = load(rest[0] if rest else None, properties)
     except ConfigError as error:

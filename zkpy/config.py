@@ -146,6 +146,18 @@ _PROPERTY_KEYS = {
 }
 
 
+def unused_properties(properties: dict[str, str]) -> list[str]:
+    """The -D properties zkpy does not act on (logged at start-up)."""
+    used = set(_PROPERTY_KEYS) | _PROPERTIES_READ_ELSEWHERE
+    return sorted(name for name in properties if name not in used)
+
+
+# Properties read by other parts of the server (TLS, SASL) rather than mapped to zoo.cfg keys.
+_PROPERTIES_READ_ELSEWHERE = {
+    "java.security.auth.login.config", "zookeeper.authProvider.1", "zookeeper.serverCnxnFactory",
+}
+
+
 def _int(key: str, value: str, minimum: int | None = None) -> int:
     try:
         number = int(value.strip(), 0) if value.strip().lower().startswith("0x") else int(value.strip())

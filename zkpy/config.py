@@ -82,6 +82,8 @@ class ServerConfig(NamedTuple):
     super_digest: str | None = None
     read_only_mode_enabled: bool = False
     reconfig_enabled: bool = False
+    global_outstanding_limit: int = 1000
+    max_watches_per_session: int = 1_000_000
     client_port_given: bool = False  # False: an ensemble member takes it from its server.N line
     admin_enable_server: bool = True
     admin_server_port: int = 8080
@@ -123,7 +125,6 @@ DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProv
 
 # Keys ZooKeeper knows that zkpy reads but does not act on (yet); they are accepted quietly.
 _KNOWN_IGNORED = {
-    "globalOutstandingLimit",
     "preAllocSize", "forceSync", "leaderServes", "cnxTimeout", "electionAlg",
     "quorumListenOnAllIPs", "standaloneEnabled", "syncEnabled",
     "clientPortListenBacklog",
@@ -143,6 +144,8 @@ _PROPERTY_KEYS = {
     "zookeeper.admin.serverPort": "admin.serverPort",
     "zookeeper.admin.serverAddress": "admin.serverAddress",
     "readonlymode.enabled": "readonlymode.enabled",
+    "zookeeper.globalOutstandingLimit": "globalOutstandingLimit",
+    "zkpy.maxWatchesPerSession": "zkpy.maxWatchesPerSession",
 }
 
 
@@ -276,6 +279,8 @@ _HANDLERS = {
     "superDigest": lambda k, v: ("super_digest", _digest(k, v)),
     "readonlymode.enabled": lambda k, v: ("read_only_mode_enabled", _bool(k, v)),
     "reconfigEnabled": lambda k, v: ("reconfig_enabled", _bool(k, v)),
+    "globalOutstandingLimit": lambda k, v: ("global_outstanding_limit", _int(k, v, 1)),
+    "zkpy.maxWatchesPerSession": lambda k, v: ("max_watches_per_session", _int(k, v, 0)),
     "admin.enableServer": lambda k, v: ("admin_enable_server", _bool(k, v)),
     "admin.serverPort": lambda k, v: ("admin_server_port", _port(k, v)),
     "admin.serverAddress": lambda k, v: ("admin_server_address", v),

@@ -67,11 +67,11 @@ def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
 
 class CoreSettings:
     __slots__ = ("tick_ms", "min_session_timeout_ms", "max_session_timeout_ms", "server_id",
-                 "prep", "session_secret", "super_digest")
+                 "prep", "session_secret", "super_digest", "max_watches_per_session")
 
     def __init__(self, tick_ms=2000, min_session_timeout_ms=None, max_session_timeout_ms=None,
                  server_id=0, extended_types_enabled=False, session_secret=b"zkpy",
-                 super_digest=None) -> None:
+                 super_digest=None, max_watches_per_session=1_000_000) -> None:
         self.tick_ms = tick_ms
         self.min_session_timeout_ms = min_session_timeout_ms or 2 * tick_ms
         self.max_session_timeout_ms = max_session_timeout_ms or 20 * tick_ms
@@ -80,6 +80,7 @@ class CoreSettings:
                                  super_digest=super_digest)
         self.session_secret = session_secret
         self.super_digest = super_digest
+        self.max_watches_per_session = max_watches_per_session
 
 
 class Connection:
@@ -111,10 +112,11 @@ class Connection:
 
 class Stats:
     __slots__ = ("packets_received", "packets_sent", "latency_min_ms", "latency_max_ms",
-                 "latency_total_ms", "latency_count")
+                 "latency_total_ms", "latency_count", "watch_limit_rejections")
 
     def __init__(self) -> None:
         self.reset()
+        self.watch_limit_rejections = 0  # a limit counter: srst does not clear it
 
     def reset(self) -> None:
         self.packets_received = 0
@@ -446,6 +448,25 @@ class ServerCore:
         body = r.SetSASLResponse.encode(r.SetSASLResponse(response))
         self._send(conn.connection_id, reply_frame(xid, 0, 0, body))
 
+    _WATCHING_READS = frozenset((OpCode.getData, OpCode.exists, OpCode.getChildren,
+                                 OpCode.getChildren2))
+
+    def _over_watch_limit(self, request: Request) -> bool:
+        """A session at its watch cap may not add more: the read is refused (THROTTLEDOP,
+        'not executed at all') rather than leaving a watch silently unset."""
+        limit = self.settings.max_watches_per_session
+        if not limit:
+            return False
+        op_type = request.type
+        if not ((op_type in self._WATCHING_READS and request.body.watch) or op_type == OpCode.addWatch):
+            return False
+        if self.watches.session_watch_count(request.session_id) < limit:
+            return False
+        self.stats.watch_limit_rejections += 1
+        log.warning("session reached its watch limit; read refused", limit=limit,
+                    session=hex(request.session_id & 0xFFFFFFFFFFFFFFFF))
+        return True
+
     def _refuse_read_only(self, conn: Connection, request: Request) -> None:
         if request.type == _CLOSE_SESSION:
             self._send(conn.connection_id, reply_frame(request.xid, self.tree.last_zxid, 0))
@@ -506,6 +527,8 @@ class ServerCore:
             return
         handler = READ_HANDLERS[request.type]
         try:
+            if self._over_watch_limit(request):
+                raise KeeperError(Err.THROTTLEDOP)
             body = handler(self.tree, self.watches, request)
             err = 0
         except KeeperError as error:

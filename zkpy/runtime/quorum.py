@@ -174,6 +174,7 @@ class QuorumServer(Server):
             future = asyncio.get_running_loop().run_in_executor(None, self.storage.flush)
             future.add_done_callback(self._log_synced)
         self._send_outbox()
+        self._apply_backpressure()
 
     def _log_synced(self, future: asyncio.Future) -> None:
         self._sync_in_flight = False

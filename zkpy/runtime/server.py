@@ -20,14 +20,17 @@ from pathlib import Path
 
 import structlog
 
+from jute import records as r
+
 from zkpy.config import ServerConfig
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
-from zkpy.runtime import fourletter
+from zkpy.runtime import fourletter, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
 from zkpy.storage.txnlog import TxnLog
+from zkpy.tree import acl as acls
 
 log = structlog.get_logger("zkpy.server")
 
@@ -42,11 +45,14 @@ def now_ms() -> int:
 class ClientHandler(asyncio.Protocol):
     """One client socket: bytes to the sans-IO connection, events to the core."""
 
-    def __init__(self, server: "Server", connection_id: int) -> None:
+    def __init__(self, server: "Server", connection_id: int, secure: bool = False) -> None:
         self.server = server
         self.connection_id = connection_id
+        self.secure = secure  # accepted on secureClientPort: TLS, handshake done
         self.protocol = ClientConnection(server.config.max_buffer_bytes)
         self.transport: asyncio.Transport | None = None
+        self.write_blocked = False
+        self.throttled = False
         self.peer_host = "?"
         self.peer_port = 0
         self.closed = False
@@ -56,9 +62,15 @@ class ClientHandler(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_host, self.peer_port = peer[0], peer[1]
         transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
+        certificate_ids = self.server.certificate_ids(self) if self.secure else ()
+        if certificate_ids is None:
+            self.abort()
+            return
         if not self.server.admit(self):
             return
         self.server.core.connection_opened(self.connection_id, self.peer_host, now_ms())
+        if certificate_ids:
+            self.server.core.add_auth(self.connection_id, certificate_ids)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -75,12 +87,29 @@ class ClientHandler(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its requests until it does.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.write_blocked = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        self.write_blocked = False
+        self._update_reading()
+
+    def pause_reads_for_throttle(self) -> None:
+        self.throttled = True
+        self._update_reading()
+
+    def resume_reads_after_throttle(self) -> None:
+        self.throttled = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if self.write_blocked or self.throttled:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -112,6 +141,15 @@ class Server:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        # TLS and SASL first: a store or JAAS file that cannot be used stops the server before it
+        # opens anything (TlsError, SaslSetupError), as ZooKeeper does not start either.
+        self.tls_context = (tls.server_context(config.tls)
+                            if config.secure_client_port and config.tls else None)
+        sasl_authenticator = sasl.authenticator(config)
+        acls.configure_providers(config.auth.schemes, config.auth.x509_super_user,
+                                 config.auth.sasl_any_user)
+        for provider in config.auth.unknown_providers:
+            log.warning("auth provider class zkpy does not have; ignored", provider=provider)
         data_dir = Path(config.data_log_dir or config.data_dir)
         self.txn_log = TxnLog(data_dir / "zkpy-db")
         start_ms = now_ms()
@@ -122,8 +160,10 @@ class Server:
             extended_types_enabled=config.extended_types_enabled,
             session_secret=self.txn_log.secret(),
             super_digest=config.super_digest,
+            max_watches_per_session=config.max_watches_per_session,
         )
         self.core = ServerCore(settings, start_ms)
+        self.core.sasl = sasl_authenticator
         self.started_ms = start_ms
         self.connections: dict[int, ClientHandler] = {}
         self._ids = itertools.count(1)
@@ -131,6 +171,7 @@ class Server:
         self._flush_scheduled = False
         self._sync_in_flight = False
         self._listener: asyncio.AbstractServer | None = None
+        self._secure_listener: asyncio.AbstractServer | None = None
         self._http = None  # the AdminServer and metrics endpoint (zkpy.runtime.admin)
         self.exit_code = 0
         self._tasks: list[asyncio.Task] = []
@@ -139,6 +180,8 @@ class Server:
         self.txns_since_snapshot = 0
         self.snapshot_count = 0
         self.connections_rejected = 0
+        self.throttled = False  # reading from every client is paused (globalOutstandingLimit)
+        self.throttle_count = 0
         self.large_requests_rejected = 0
         self._snapshot_task: asyncio.Future | None = None
 
@@ -161,6 +204,14 @@ class Server:
             lambda: ClientHandler(self, next(self._ids)),
             host=self.config.client_port_address, port=self.config.client_port,
             reuse_address=True, backlog=1024)
+        if self.tls_context is not None:
+            self._secure_listener = await loop.create_server(
+                lambda: ClientHandler(self, next(self._ids), secure=True),
+                host=self.config.secure_client_port_address, port=self.config.secure_client_port,
+                ssl=self.tls_context, ssl_handshake_timeout=self.config.tls.handshake_timeout_ms / 1000,
+                reuse_address=True, backlog=1024)
+            log.info("serving TLS", address=self.config.secure_client_port_address,
+                     port=self.config.secure_client_port, client_auth=self.config.tls.client_auth)
         await self._start_ensemble()
         log.info("serving", address=self.config.client_port_address, port=self.config.client_port,
                  zxid=hex(self.core.tree.last_zxid), mode=self.mode())
@@ -178,6 +229,8 @@ class Server:
         log.info("shutting down", zxid=hex(self.core.tree.last_zxid))
         if self._listener is not None:
             self._listener.close()
+        if self._secure_listener is not None:
+            self._secure_listener.close()
         if self._http is not None:
             await self._http.close()
         for task in self._tasks:
@@ -204,6 +257,8 @@ class Server:
             return False
         self._per_ip[handler.peer_host] += 1
         self.connections[handler.connection_id] = handler
+        if self.throttled:
+            handler.pause_reads_for_throttle()
         return True
 
     def connection_lost(self, handler: ClientHandler) -> None:
@@ -213,6 +268,33 @@ class Server:
         if self._per_ip[handler.peer_host] <= 0:
             del self._per_ip[handler.peer_host]
         self.core.connection_closed(handler.connection_id, now_ms())
+
+    def certificate_ids(self, handler: ClientHandler) -> tuple | None:
+        """The x509 ids of a TLS connection, as ZooKeeper's CertificateVerifier and
+        X509AuthenticationProvider find them; None closes the connection."""
+        client_auth = self.config.tls.client_auth
+        if client_auth == "none":
+            return ()
+        try:
+            subject = tls.client_identity(handler.transport.get_extra_info("ssl_object"))
+        except Exception as error:  # an unreadable certificate: ZooKeeper closes too
+            log.error("error getting peer certificates", client=handler.peer_host, error=repr(error))
+            return None
+        if subject is None:
+            # want: a client without a certificate carries on unauthenticated (need: the
+            # handshake has already refused it).
+            return () if client_auth == "want" else None
+        auth = self.config.auth
+        if auth.ssl_auth_scheme != "x509" or "x509" not in auth.schemes:
+            log.error("X509 Auth provider not found; closing connection",
+                      scheme=auth.ssl_auth_scheme, client=handler.peer_host)
+            return None
+        ids = [r.Id("x509", subject)]
+        if auth.x509_super_user is not None and subject == auth.x509_super_user:
+            ids.insert(0, r.Id("super", subject))
+            log.info("authenticated as super user", scheme="x509", id=subject)
+        log.info("authenticated", scheme="x509", id=subject, client=handler.peer_host)
+        return tuple(ids)
 
     def session_of(self, connection_id: int) -> str | None:
         conn = self.core.connections.get(connection_id)
@@ -251,6 +333,7 @@ class Server:
                 future = asyncio.get_running_loop().run_in_executor(None, self.txn_log.append, batch)
                 future.add_done_callback(lambda f, b=batch: self._synced(f, b))
         self._send_outbox()
+        self._apply_backpressure()
 
     def _synced(self, future: asyncio.Future, batch: list) -> None:
         self._sync_in_flight = False
@@ -266,6 +349,23 @@ class Server:
         if self.txns_since_snapshot >= self.config.snap_count:
             self._take_snapshot()
         self._flush()
+
+    def _apply_backpressure(self) -> None:
+        """globalOutstandingLimit: above it, stop reading from every client until half of the
+        outstanding requests are answered, instead of queueing without bound."""
+        outstanding = self.core.outstanding_requests()
+        limit = self.config.global_outstanding_limit
+        if not self.throttled and outstanding > limit:
+            self.throttled = True
+            self.throttle_count += 1
+            log.warning("outstanding requests over the limit; pausing client reads",
+                        outstanding=outstanding, limit=limit)
+            for handler in self.connections.values():
+                handler.pause_reads_for_throttle()
+        elif self.throttled and outstanding <= limit // 2:
+            self.throttled = False
+            for handler in self.connections.values():
+                handler.resume_reads_after_throttle()
 
     def _send_outbox(self) -> None:
         core = self.core
@@ -361,11 +461,16 @@ def run(config: ServerConfig) -> int:
     for key in config.ignored:
         log.info("config key not used by zkpy", key=key)
     os.makedirs(config.data_dir, exist_ok=True)
-    if len(config.servers) > 1:
-        from zkpy.runtime.quorum import QuorumServer
-        server = QuorumServer(config)
-    else:
-        server = Server(config)
+    try:
+        if len(config.servers) > 1:
+            from zkpy.runtime.quorum import QuorumServer
+            server = QuorumServer(config)
+        else:
+            server = Server(config)
+    except (tls.TlsError, sasl.SaslSetupError) as error:
+        # ZooKeeper exits 1 (an unexpected exception) for a JAAS file it cannot read.
+        log.error("cannot start: TLS or SASL setup failed", error=str(error))
+        return 1
     server.restore()
 
     async def main() -> None:

@@ -153,3 +153,8 @@ class WatchManager:
 
     def watch_count(self) -> int:
         return self.data.count() + self.child.count()
+
+    def session_watch_count(self, session_id: int) -> int:
+        """Paths the session watches, per table (a persistent watch counts in both)."""
+        return (len(self.data.by_session.get(session_id, ()))
+                + len(self.child.by_session.get(session_id, ())))

@@ -158,9 +158,9 @@ def mntr(server) -> str:
         ("zk_local_sessions", 0),
         ("zk_uptime", server.uptime_ms()),
         ("zk_max_latency", stats.latency_max_ms),
+        ("zk_throttled_ops", core.stats.watch_limit_rejections),
         ("zk_large_requests_rejected", server.large_requests_rejected),
         ("zk_connection_rejected", server.connections_rejected),
-        ("zk_throttled_ops", core.stats.watch_limit_rejections),
         ("zk_request_throttle_wait_count", server.throttle_count),
         ("zk_cnt_snapshottime", server.snapshot_count),
         ("zk_sum_sync_processor_batch_size", server.txn_count),  # txns written to the log

@@ -1,4 +1,5 @@
-"""ACL checks and the authentication schemes: world, auth, digest, ip, super.
+"""ACL checks and the authentication schemes: world, auth, digest, ip, super, and sasl and x509
+when their providers are configured (:func:`configure_providers`).
 
 ``AuthInfo`` is what a connection has proved: a tuple of ``Id``s. Every connection holds
 ``ip:<address>``; ``addauth digest user:password`` adds ``digest:user:<base64 sha1>``; a
@@ -10,9 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 
 from jute import Perms
 from jute import records as r
+from zkpy.auth.x500 import valid_dn
 
 SUPER = r.Id("super", "")
 
@@ -44,11 +47,50 @@ def _valid_ip_expression(expression: str) -> bool:
         return False
 
 
+def _no_provider(auth_id: str, acl_id: str) -> bool:
+    return False
+
+
+# Schemes whose provider ZooKeeper loads only when configured (zookeeper.authProvider.N, and
+# secureClientPort for x509): without it, their ACL entries match nobody and are invalid.
+_MATCHERS = {"sasl": _no_provider, "x509": _no_provider}
+_VALIDATORS: dict = {}
+
+
+def _valid_kerberos_name(name: str) -> bool:
+    """SASLAuthenticationProvider.isValid: new KerberosName(id) does not throw."""
+    return re.fullmatch(r"([^/@]*)(/([^/@]*))?@([^/@]*)", name) is not None or "@" not in name
+
+
+def configure_providers(schemes, x509_super_user: str | None = None,
+                        sasl_any_user: str | None = None) -> None:
+    """Register the sasl and x509 providers (a set of scheme names), as ZooKeeper's
+    ProviderRegistry does at startup; both are authenticated schemes (usable by ``auth``)."""
+    global AUTHENTICATED_SCHEMES
+    _MATCHERS.update(sasl=_no_provider, x509=_no_provider)
+    _VALIDATORS.clear()
+    if "sasl" in schemes:
+        def sasl_matches(auth_id: str, acl_id: str) -> bool:
+            return auth_id == "super" or auth_id == acl_id or (
+                sasl_any_user is not None and acl_id == sasl_any_user)
+        _MATCHERS["sasl"] = sasl_matches
+        _VALIDATORS["sasl"] = _valid_kerberos_name
+    if "x509" in schemes:
+        def x509_matches(auth_id: str, acl_id: str) -> bool:
+            return auth_id == acl_id or (x509_super_user is not None and auth_id == x509_super_user)
+        _MATCHERS["x509"] = x509_matches
+        _VALIDATORS["x509"] = valid_dn
+    AUTHENTICATED_SCHEMES = frozenset(("digest", *_VALIDATORS))
+
+
 def id_matches(auth: r.Id, acl_id: r.Id) -> bool:
     if auth.scheme != acl_id.scheme:
         return False
     if auth.scheme == "ip":
         return _ip_matches(auth.id, acl_id.id)
+    matcher = _MATCHERS.get(auth.scheme)
+    if matcher is not None:
+        return matcher(auth.id, acl_id.id)
     return auth.id == acl_id.id
 
 
@@ -81,7 +123,8 @@ def valid_acl_id(acl_id: r.Id) -> bool:
         return acl_id.id is not None and len(_java_split(acl_id.id, ":")) == 2
     if scheme == "ip":
         return acl_id.id is not None and _valid_ip_expression(acl_id.id)
-    return False
+    validator = _VALIDATORS.get(scheme)
+    return validator is not None and acl_id.id is not None and validator(acl_id.id)
 
 
 def _java_split(text: str, separator: str) -> list[str]:

@@ -763,7 +763,7 @@ class ServerCore:
 
     def replay(self, hdr: r.TxnHeader, txn, now_ms: int) -> None:
         """Apply a txn read back from the log at start-up, restoring sessions too."""
-        self.tree.apply(hdr, txn)
+        self.tree.apply_replayed(hdr, txn)
         if hdr.type == OpCode.createSession:
             self.sessions.add(hdr.client_id, txn.timeout_ms, now_ms)
         elif hdr.type == OpCode.closeSession:

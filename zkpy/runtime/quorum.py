@@ -192,9 +192,8 @@ class QuorumServer(Server):
                 self._take_snapshot()
         self._flush()
 
-    def _take_snapshot(self) -> None:
-        """As standalone, then tell the peer how far back its log still reaches."""
-        super()._take_snapshot()
+    def _snapshot_written(self, meta: dict) -> None:
+        """Tell the peer how far back its log still reaches."""
         snapshots = self.txn_log.snapshots()
         if len(snapshots) >= self.config.snap_retain_count:
             self.node.peer.set_log_floor(snapshots[-1]["zxid"])

@@ -29,6 +29,7 @@ from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord,
 from zkpy.runtime import fourletter, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
+from zkpy.storage.fuzzy import FuzzySnapshot
 from zkpy.storage.txnlog import TxnLog
 from zkpy.tree import acl as acls
 
@@ -414,17 +415,48 @@ class Server:
             log.info("autopurge", snapshots_removed=removed)
 
     def _take_snapshot(self) -> None:
-        """Snapshot the tree as applied now; runs in the loop (the tree must not change
-        while it is read), then the old log is truncated behind the retained snapshots."""
+        """Start a snapshot unless one is under way (it runs beside the request pipeline)."""
+        self.txns_since_snapshot = 0
+        if self._snapshot_task is None:
+            self._snapshot_task = asyncio.ensure_future(self._snapshot())
+
+    async def _snapshot(self) -> None:
+        """A fuzzy snapshot, as ZooKeeper takes them: the tree is encoded a slice at a time
+        between loop turns while txns keep applying, and stored under the zxid applied when it
+        began; recovery replays the log from there, skipping what the snapshot already holds
+        (DataTree.apply_replayed). Then the log behind the retained snapshots is dropped."""
         tree = self.core.tree
+        start_zxid = tree.last_zxid
         started = time.monotonic()
         sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
-        meta = self.txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), sessions, now_ms())
-        self.txns_since_snapshot = 0
-        self.snapshot_count += 1
-        self.txn_log.purge(self.config.snap_retain_count)
-        log.info("snapshot taken", zxid=hex(meta["zxid"]), nodes=meta["nodes"],
-                 seconds=round(time.monotonic() - started, 3))
+        try:
+            chunks, count = await self._encode_tree(tree)
+            if self.core.tree is not tree:
+                log.info("snapshot abandoned: the tree was replaced", zxid=hex(start_zxid))
+                return
+            loop = asyncio.get_running_loop()
+            meta = await loop.run_in_executor(None, self.txn_log.write_snapshot_chunks,
+                                              start_zxid, chunks, count, sessions, now_ms())
+            await loop.run_in_executor(None, self.txn_log.purge, self.config.snap_retain_count)
+            self.snapshot_count += 1
+            self._snapshot_written(meta)
+            log.info("snapshot taken", zxid=hex(start_zxid), nodes=count,
+                     seconds=round(time.monotonic() - started, 3))
+        except Exception as error:  # a failed snapshot loses nothing: the log is intact
+            log.error("snapshot failed", zxid=hex(start_zxid), error=repr(error))
+        finally:
+            self._snapshot_task = None
+
+    SNAPSHOT_SLICE_NODES = 20_000
+
+    async def _encode_tree(self, tree) -> tuple[list[bytes], int]:
+        snapshot = FuzzySnapshot(tree)
+        while not snapshot.step(self.SNAPSHOT_SLICE_NODES):
+            await asyncio.sleep(0)  # let requests through between slices
+        return snapshot.chunks, snapshot.node_count
+
+    def _snapshot_written(self, meta: dict) -> None:
+        return None
 
     def uptime_ms(self) -> int:
         return now_ms() - self.started_ms

@@ -133,6 +133,20 @@ class TxnLog:
         self.db.put(META_PREFIX + _u64(zxid), json.dumps(meta).encode(), self._sync)
         return meta
 
+    def write_snapshot_chunks(self, zxid: int, chunks: list[bytes], node_count: int, sessions,
+                              time_ms: int) -> dict:
+        """Store a snapshot already encoded (SnapshotNode records, in chunks); ``zxid`` is the
+        last txn applied when it was started (the log is replayed from there)."""
+        writes = WriteBatch(raw_mode=True)
+        for index, chunk in enumerate(chunks):
+            writes.put(SNAPSHOT_PREFIX + _CHUNK.pack(zxid, index), chunk)
+        session_bytes = b"".join(SnapshotSession.encode(s) for s in sessions)
+        meta = {"zxid": zxid, "chunks": len(chunks), "nodes": node_count,
+                "sessions": session_bytes.hex(), "time_ms": time_ms}
+        self.db.write(writes, self._sync)
+        self.db.put(META_PREFIX + _u64(zxid), json.dumps(meta).encode(), self._sync)
+        return meta
+
     def snapshots(self) -> list[dict]:
         """Complete snapshots, newest first."""
         found = []

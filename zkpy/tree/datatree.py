@@ -157,6 +157,30 @@ class DataTree:
             self.last_zxid = hdr.zxid
         return result
 
+    _CREATES = frozenset((OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL))
+    _ON_EXISTING = frozenset((OpCode.delete, OpCode.deleteContainer, OpCode.setData,
+                              OpCode.setACL, OpCode.reconfig))
+
+    def apply_replayed(self, hdr: r.TxnHeader, txn) -> None:
+        """Apply a txn read back from the log over a snapshot that may be fuzzy (taken while
+        txns kept applying): a create whose node the snapshot already has, or a change to a
+        node it no longer has, is skipped, as ZooKeeper's replay does. Every txn carries
+        absolute values (versions, parent cversion), so what remains ends in the same tree."""
+        if hdr.type == OpCode.multi:
+            for sub in txn.txns:
+                record = TXN_RECORDS[sub.type].decode(sub.data)
+                self.apply_replayed(hdr._replace(type=sub.type), record)
+            self.last_zxid = max(self.last_zxid, hdr.zxid)
+            return
+        path = getattr(txn, "path", None)
+        if hdr.type in self._CREATES and (path in self.nodes or paths.parent_of(path) not in self.nodes):
+            self.last_zxid = max(self.last_zxid, hdr.zxid)
+            return
+        if hdr.type in self._ON_EXISTING and path not in self.nodes:
+            self.last_zxid = max(self.last_zxid, hdr.zxid)
+            return
+        self.apply(hdr, txn)
+
     def _apply_create(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         owner = 0
         if txn_type == OpCode.createContainer:

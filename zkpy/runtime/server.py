@@ -185,6 +185,7 @@ class Server:
         self.throttle_count = 0
         self.large_requests_rejected = 0
         self._snapshot_task: asyncio.Future | None = None
+        self._snapshot_write: asyncio.Future | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -237,10 +238,15 @@ class Server:
         for task in self._tasks:
             task.cancel()
         self._stop_ensemble()
-        # Let an in-flight sync finish so no acknowledged write is in doubt.
+        # A snapshot still being encoded is dropped (the log has everything); one being written
+        # is let finish, as is an in-flight log sync, so no acknowledged write is in doubt.
+        if self._snapshot_task is not None and (self._snapshot_write is None or self._snapshot_write.done()):
+            self._snapshot_task.cancel()
         deadline = time.monotonic() + 2.0
-        while (self._sync_in_flight or self._snapshot_task) and time.monotonic() < deadline:
+        while self._sync_in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self._snapshot_write is not None and not self._snapshot_write.done():
+            await asyncio.wait([self._snapshot_write], timeout=30)
         for handler in list(self.connections.values()):
             handler.close()
         self.txn_log.close()
@@ -435,9 +441,9 @@ class Server:
                 log.info("snapshot abandoned: the tree was replaced", zxid=hex(start_zxid))
                 return
             loop = asyncio.get_running_loop()
-            meta = await loop.run_in_executor(None, self.txn_log.write_snapshot_chunks,
-                                              start_zxid, chunks, count, sessions, now_ms())
-            await loop.run_in_executor(None, self.txn_log.purge, self.config.snap_retain_count)
+            self._snapshot_write = loop.run_in_executor(
+                None, self._write_snapshot, start_zxid, chunks, count, sessions, now_ms())
+            meta = await asyncio.shield(self._snapshot_write)
             self.snapshot_count += 1
             self._snapshot_written(meta)
             log.info("snapshot taken", zxid=hex(start_zxid), nodes=count,
@@ -448,6 +454,12 @@ class Server:
             self._snapshot_task = None
 
     SNAPSHOT_SLICE_NODES = 20_000
+
+    def _write_snapshot(self, zxid, chunks, count, sessions, time_ms) -> dict:
+        """Worker thread: store the snapshot, then drop what the retained ones make useless."""
+        meta = self.txn_log.write_snapshot_chunks(zxid, chunks, count, sessions, time_ms)
+        self.txn_log.purge(self.config.snap_retain_count)
+        return meta
 
     async def _encode_tree(self, tree) -> tuple[list[bytes], int]:
         snapshot = FuzzySnapshot(tree)

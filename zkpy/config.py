@@ -151,8 +151,11 @@ _PROPERTY_KEYS = {
 
 def unused_properties(properties: dict[str, str]) -> list[str]:
     """The -D properties zkpy does not act on (logged at start-up)."""
-    used = set(_PROPERTY_KEYS) | _PROPERTIES_READ_ELSEWHERE
-    return sorted(name for name in properties if name not in used)
+    used = (set(_PROPERTY_KEYS) | _PROPERTIES_READ_ELSEWHERE
+            | {"zookeeper." + key for key in _SECURITY_KEYS})  # TLS and SASL, read by _security
+    return sorted(name for name in properties
+                  if name not in used and not name.startswith(("zookeeper.authProvider.",
+                                                               "zookeeper.superUser.")))
 
 
 # Properties read by other parts of the server (TLS, SASL) rather than mapped to zoo.cfg keys.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import pytest
 from kazoo.client import KazooClient
@@ -39,12 +40,12 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture
-def secure_server(tmp_path):
-    """``secure_server(kind, keystore, truststore, **ssl_settings)`` starts a server with
-    secureClientPort; every one is stopped when the test ends."""
+def secure_server(tmp_path, pki):
+    """``secure_server(kind, keystore, truststore, tls_only=False, **ssl_settings)`` starts a
+    server with secureClientPort; every one is stopped when the test ends."""
     started: list[SecureServer] = []
 
-    def start(kind, keystore, truststore, **extra):
+    def start(kind, keystore, truststore, tls_only=False, **extra):
         secure_port = free_port()
         settings = {
             "secureClientPort": str(secure_port),
@@ -57,15 +58,58 @@ def secure_server(tmp_path):
         }
         # The reference serves TLS only with its Netty connection factory; zkpy takes the same
         # property and needs nothing of the kind.
-        server = SecureServer(kind, tmp_path / f"{kind}-{len(started)}", settings,
-                              {"zookeeper.serverCnxnFactory": NETTY_SERVER_FACTORY})
+        server = (TlsOnlyServer if tls_only else SecureServer)(
+            kind, tmp_path / f"{kind}-{len(started)}", settings,
+            {"zookeeper.serverCnxnFactory": NETTY_SERVER_FACTORY})
         server.secure_port = secure_port
+        server.pki = pki
         started.append(server)
         return server.start(timeout_s=60)
 
     yield start
     for server in started:
         server.stop()
+
+
+class TlsOnlyServer(SecureServer):
+    """No clientPort in zoo.cfg: the server listens on secureClientPort alone. It is ready when
+    it answers srvr over TLS."""
+
+    pki = None
+
+    def config_text(self) -> str:
+        return "".join(line + "\n" for line in super().config_text().splitlines()
+                       if not line.startswith(("clientPort=", "clientPortAddress=")))
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited; log:\n{self.log_tail()}")
+            try:
+                if "Mode:" in tls_four_letter_word(self.secure_port, "srvr", self.pki):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not answer srvr over TLS; log:\n{self.log_tail()}")
+
+
+def tls_four_letter_word(port: int, word: str, pki) -> str:
+    context = ssl.create_default_context(cafile=str(pki.ca_pem))
+    context.check_hostname = False
+    context.load_cert_chain(str(pki.client.cert_pem), str(pki.client.key_pem))
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as sock:
+            sock.sendall(word.encode())
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def tls_kazoo(server, pki, identity=None) -> KazooClient:
@@ -193,6 +237,22 @@ def test_client_auth_want_and_none(kind, pki, secure_server):
         for client in clients:
             client.stop()
             client.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_secure_client_port_alone(kind, pki, secure_server):
+    """Without clientPort the server has no plaintext listener, only the TLS one."""
+    server = secure_server(kind, pki.server.jks, pki.trust_jks, tls_only=True)
+    client = tls_kazoo(server, pki, pki.client)
+    try:
+        client.create("/only-tls", b"yes")
+        assert client.get("/only-tls")[0] == b"yes"
+    finally:
+        client.stop()
+        client.close()
+    assert "imok" == tls_four_letter_word(server.secure_port, "ruok", pki)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
 
 
 def test_unusable_key_store_stops_zkpy(pki, tmp_path):

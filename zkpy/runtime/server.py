@@ -202,10 +202,11 @@ class Server:
         # The AdminServer and metrics endpoint come up first, as in ZooKeeper: if one cannot
         # bind, the server stops before it ever serves (exit code 4).
         self._http = await start_http_endpoints(self)
-        self._listener = await loop.create_server(
-            lambda: ClientHandler(self, next(self._ids)),
-            host=self.config.client_port_address, port=self.config.client_port,
-            reuse_address=True, backlog=1024)
+        if self.serves_plaintext():
+            self._listener = await loop.create_server(
+                lambda: ClientHandler(self, next(self._ids)),
+                host=self.config.client_port_address, port=self.config.client_port,
+                reuse_address=True, backlog=1024)
         if self.tls_context is not None:
             self._secure_listener = await loop.create_server(
                 lambda: ClientHandler(self, next(self._ids), secure=True),
@@ -215,7 +216,8 @@ class Server:
             log.info("serving TLS", address=self.config.secure_client_port_address,
                      port=self.config.secure_client_port, client_auth=self.config.tls.client_auth)
         await self._start_ensemble()
-        log.info("serving", address=self.config.client_port_address, port=self.config.client_port,
+        log.info("serving", address=self.config.client_port_address,
+                 port=self.config.client_port if self.serves_plaintext() else None,
                  zxid=hex(self.core.tree.last_zxid), mode=self.mode())
         self._tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._reaper())]
         if self.config.purge_interval_hours > 0:
@@ -275,6 +277,13 @@ class Server:
         if self._per_ip[handler.peer_host] <= 0:
             del self._per_ip[handler.peer_host]
         self.core.connection_closed(handler.connection_id, now_ms())
+
+    def serves_plaintext(self) -> bool:
+        """As ZooKeeper: a zoo.cfg with secureClientPort and no clientPort (nor a client port on
+        the server lines) has no plaintext listener."""
+        config = self.config
+        return (not config.secure_client_port or config.client_port_given
+                or any(spec.client_port for spec in config.servers))
 
     def certificate_ids(self, handler: ClientHandler) -> tuple | None:
         """The x509 ids of a TLS connection, as ZooKeeper's CertificateVerifier and

@@ -239,6 +239,44 @@ def test_client_auth_want_and_none(kind, pki, secure_server):
             client.close()
 
 
+def negotiated(port: int, pki, tls12_cipher: str | None = None) -> tuple[str, str] | str:
+    """(TLS version, cipher) a client with a certificate gets, or "refused"."""
+    context = ssl.create_default_context(cafile=str(pki.ca_pem))
+    context.check_hostname = False
+    context.load_cert_chain(str(pki.client.cert_pem), str(pki.client.key_pem))
+    if tls12_cipher:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(tls12_cipher)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+            with context.wrap_socket(raw) as sock:
+                sock.sendall(b"ruok")
+                if sock.recv(16) != b"imok":
+                    return "refused"
+                return sock.version(), sock.cipher()[0]
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_protocols_and_cipher_suites(kind, pki, secure_server):
+    # ZooKeeper 3.8's defaults: TLSv1.2 only, its ECDHE suites.
+    default = secure_server(kind, pki.server.jks, pki.trust_jks)
+    assert negotiated(default.secure_port, pki)[0] == "TLSv1.2"
+    assert negotiated(default.secure_port, pki, "AES256-SHA") == "refused"  # not a default suite
+    one_suite = secure_server(kind, pki.server.p12, pki.trust_p12, **{
+        "ssl.ciphersuites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"})
+    assert negotiated(one_suite.secure_port, pki) == ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256")
+    assert negotiated(one_suite.secure_port, pki, "ECDHE-RSA-AES256-GCM-SHA384") == "refused"
+    # TLS 1.3 when enabled and a TLS 1.3 suite is listed.
+    modern = secure_server(kind, pki.server.bundle_pem, pki.ca_pem, **{
+        "ssl.enabledProtocols": "TLSv1.3,TLSv1.2",
+        "ssl.ciphersuites": "TLS_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"})
+    assert negotiated(modern.secure_port, pki)[0] == "TLSv1.3"
+    assert negotiated(modern.secure_port, pki, "ECDHE-RSA-AES256-GCM-SHA384") == \
+        ("TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_secure_client_port_alone(kind, pki, secure_server):
     """Without clientPort the server has no plaintext listener, only the TLS one."""

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REFERENCE_STAMP := /usr/share/java/zookeeper.jar
 DEBIAN_PACKAGES := zookeeper zookeeper-bin libcurator-client-java libcurator-framework-java \
-	libcurator-recipes-java libcurator-discovery-java chromium
+	libcurator-recipes-java libcurator-discovery-java chromium openssl openjdk-17-jdk-headless
 SEEDS ?= 200
 
 .PHONY: run test unit compat bench sim reference venv clean

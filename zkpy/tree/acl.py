@@ -138,10 +138,33 @@ def _java_split(text: str, separator: str) -> list[str]:
 AUTHENTICATED_SCHEMES = frozenset(("digest",))
 
 
+_STATIC_SCHEMES = frozenset(("world", "digest", "ip"))
+_FIXED_ACLS: dict[tuple, list | None] = {}
+_FIXED_ACLS_LIMIT = 4096
+
+
 def fixup_acl(acl, auth_info) -> list | None:
-    """Expand ``auth`` entries to the connection's authenticated ids; None means InvalidACL."""
+    """Expand ``auth`` entries to the connection's authenticated ids; None means InvalidACL.
+
+    Most creates carry one of a few ACL lists; those whose validity cannot depend on the
+    connection or the configuration (world, digest, ip) are checked once and remembered."""
     if not acl:
         return None
+    key = tuple(acl)
+    known = _FIXED_ACLS.get(key, _MISSING)
+    if known is not _MISSING:
+        return known
+    result = _fixup_acl(acl, auth_info)
+    if len(_FIXED_ACLS) < _FIXED_ACLS_LIMIT and all(
+            e.id is not None and e.id.scheme in _STATIC_SCHEMES for e in acl):
+        _FIXED_ACLS[key] = result
+    return result
+
+
+_MISSING = object()
+
+
+def _fixup_acl(acl, auth_info) -> list | None:
     result: list = []
     for entry in acl:
         if entry.id is None or entry.id.scheme is None:

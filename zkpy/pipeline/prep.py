@@ -188,11 +188,12 @@ class Prep:
             raise KeeperError(Err.BADARGUMENTS, path)
 
     def _exists(self, path: str) -> bool:
-        try:
-            self.record_for(path)
-            return True
-        except KeeperError:
-            return False
+        """Will ``path`` exist once the outstanding txns apply? (No exception on the common
+        'no' of a create.)"""
+        record = self.outstanding.get(path)
+        if record is not None:
+            return record.exists
+        return path in self.tree.nodes
 
     def _prep_delete(self, request: Request, op_type: int, body, zxid: int):
         path = body.path

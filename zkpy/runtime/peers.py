@@ -93,10 +93,15 @@ class OutgoingLink:
                 if writer is not None:
                     writer.close()
                 raise
-            except (OSError, asyncio.TimeoutError, ConnectionError) as error:
+            except (OSError, asyncio.TimeoutError, ConnectionError, RuntimeError) as error:
+                # RuntimeError: uvloop refuses a write on a transport that an error has already
+                # closed ("the handler is closed"). Uncaught, it ended this task silently and
+                # the link stayed dead for good (messages queued, nothing sent, no loss told).
                 if self.connected:
                     log.info("lost connection to peer", peer=self.peer_id, purpose=self.purpose,
                              error=str(error) or type(error).__name__)
+            except Exception:  # noqa: BLE001 - never let the link die silently
+                log.exception("peer link failed; reconnecting", peer=self.peer_id, purpose=self.purpose)
             finally:
                 if writer is not None:
                     writer.close()

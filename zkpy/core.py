@@ -577,10 +577,23 @@ class ServerCore:
             except (KeyError, JuteDecodeError):
                 body = None
         request = Request(session_id, xid, op_type, body, tuple(auth_info), 0, now_ms)
+        if not self._session_is_live(request):
+            # Sent before the session expired and delayed (a follower cut off by a partition):
+            # refused as ZooKeeper's PrepRequestProcessor refuses it, never applied.
+            log.info("write from an expired session refused",
+                     session=hex(session_id & 0xFFFFFFFFFFFFFFFF), opcode=op_type)
+            self._log_batch.append(self.prep.prepare_error(request, Err.SESSIONEXPIRED, now_ms))
+            return
         if op_type == _CLOSE_SESSION:
             self.sessions.set_closing(session_id)
         hdr, txn = self.prep.prepare(request, now_ms)
         self._log_batch.append((hdr, txn))
+
+    def _session_is_live(self, request: Request) -> bool:
+        if request.type in (OpCode.createSession, _CLOSE_SESSION):
+            return True
+        session = self.sessions.get(request.session_id)
+        return session is not None and not session.closing
 
     def sync_done(self, session_id: int, xid: int, now_ms: int) -> None:
         """Follower: the leader answered our sync; release the waiting request."""

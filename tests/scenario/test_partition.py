@@ -13,8 +13,8 @@ down, so it is cut off from the other members while a client can still talk to i
   stops serving; once healed it catches up. Creates sent through it just after the cut are
   never acknowledged (ConnectionLoss leaves their fate open: they are only reported).
 * writes stuck behind a partition die with their session: when the partition outlasts the
-  session, what the follower had forwarded must never be applied after the heal (zkpy applies
-  it, an ephemeral included: xfail(strict) on zkpy until that is fixed).
+  session, what the follower had forwarded must never be applied after the heal (an
+  ephemeral above all).
 
 All run against the reference ZooKeeper too, to show that the scenario is sound. Deadlines
 only, no timing assertions; run with ``-s`` (or ``-rP``) to see what was checked.
@@ -340,17 +340,7 @@ def test_isolated_follower_stops_serving_and_catches_up(kind, netns_ensemble_fac
     say(kind, f"isolated-follower scenario took {time.monotonic() - began:.1f}s")
 
 
-ZKPY_FORWARD_BUG = (
-    "zkpy bug: the leader applies writes a partitioned follower forwarded before the partition, "
-    "delivered over the follower's surviving TCP link after the heal, without checking that the "
-    "session is still alive (ZooKeeper's PrepRequestProcessor rejects them with SESSIONEXPIRED); "
-    "an ephemeral create leaks, owned by a closed session")
-
-
-@pytest.mark.parametrize("kind", [
-    "zookeeper",
-    pytest.param("zkpy", marks=pytest.mark.xfail(strict=True, reason=ZKPY_FORWARD_BUG)),
-])
+@pytest.mark.parametrize("kind", ["zookeeper", "zkpy"])
 def test_writes_stuck_behind_a_partition_die_with_their_session(kind, netns_ensemble_factory):
     """Creates sent through a follower just after it is cut off cannot reach the leader; once
     the session has expired (the partition outlasts it) they must never be applied, above all

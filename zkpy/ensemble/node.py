@@ -38,6 +38,7 @@ class EnsembleNode:
         self.membership = membership
         self.on_membership = on_membership  # called with the new Membership after a reconfig
         self.reconfig_prepared_zxid: int | None = None
+        self.on_reset_link = None  # called with a peer id whose connections must be dropped
         # Appended but not yet applied txns, by zxid: commits are applied from here.
         self.unapplied: dict[int, tuple] = {}
         self.role = NOT_SERVING
@@ -71,8 +72,8 @@ class EnsembleNode:
             self.core.tick(now_ms)
         return self.process(now_ms)
 
-    def link_lost(self, other: int, now_ms: int) -> list:
-        self.peer.link_lost(other, now_ms)
+    def link_lost(self, other: int, now_ms: int, incoming: bool = False) -> list:
+        self.peer.link_lost(other, now_ms, incoming)
         return self.process(now_ms)
 
     def log_durable(self, zxid: int, now_ms: int) -> list:
@@ -122,6 +123,11 @@ class EnsembleNode:
             self.core.touch_sessions(ready.touched_sessions, now_ms)
         for session_id, xid in ready.sync_done:
             self.core.sync_done(session_id, xid, now_ms)
+        if self.on_reset_link is not None:
+            for peer_id in ready.reset_links:
+                self.on_reset_link(peer_id)
+            for peer_id in ready.reset_outgoing:
+                self.on_reset_link(peer_id, True)
         outgoing = [(to, self._fill(message)) for to, message in ready.messages]
         if ready.state_changed:
             self._update_role(now_ms)

@@ -123,6 +123,14 @@ class Prep:
         hdr = r.TxnHeader(request.session_id, request.xid, zxid, time_ms, int(txn_type))
         return hdr, txn
 
+    def prepare_error(self, request: Request, code: int, time_ms: int) -> tuple[r.TxnHeader, object]:
+        """A request refused before preparation (e.g. its session expired) still takes a zxid
+        and is logged as an ErrorTxn, as in ZooKeeper."""
+        zxid = self.next_zxid
+        self.next_zxid += 1
+        hdr = r.TxnHeader(request.session_id, request.xid, zxid, time_ms, int(OpCode.error))
+        return hdr, r.ErrorTxn(int(code))
+
     # -- handlers, one per operation -----------------------------------------------------------
 
     def _check_acl(self, record: ChangeRecord, perm: int, auth_info: tuple) -> None:

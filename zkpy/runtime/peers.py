@@ -30,7 +30,7 @@ class OutgoingLink:
     """Our connection to one peer: queue, connect, write; report breaks."""
 
     def __init__(self, my_id: int, peer_id: int, host: str, port: int,
-                 on_lost: Callable[[int], None], purpose: str, my_address: str = "") -> None:
+                 on_lost: Callable[[int, bool], None], purpose: str, my_address: str = "") -> None:
         self.my_id = my_id
         self.my_address = my_address
         self.peer_id = peer_id
@@ -49,7 +49,7 @@ class OutgoingLink:
         if self.queue.qsize() >= MAX_QUEUED_MESSAGES:
             log.warning("peer link queue full; dropping the link", peer=self.peer_id, purpose=self.purpose)
             self._drop_queue()
-            self.on_lost(self.peer_id)
+            self.on_lost(self.peer_id, False)
             return
         self.queue.put_nowait(message)
 
@@ -70,6 +70,7 @@ class OutgoingLink:
                 # (e.g. the peer was killed). Without this the first messages after its restart
                 # went into the dead socket and were lost without a word.
                 closed = asyncio.ensure_future(reader.read(1))
+                getter = None
                 try:
                     while True:
                         if self.queue.empty():
@@ -86,6 +87,8 @@ class OutgoingLink:
                             writer.write(encode_message(self.queue.get_nowait()))
                         await writer.drain()
                 finally:
+                    if getter is not None and not getter.done():
+                        getter.cancel()
                     closed.cancel()
                     if closed.done() and not closed.cancelled():
                         closed.exception()  # retrieved: the loss is reported below
@@ -111,19 +114,30 @@ class OutgoingLink:
                 # tell the peer, as a broken socket does. Before the first connection nothing
                 # was written, so the queue waits for the link intact.
                 self._drop_queue()
-                self.on_lost(self.peer_id)
+                self.on_lost(self.peer_id, False)
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
 
+    def reset(self) -> None:
+        """Drop the connection and what is queued on it, then connect afresh (no loss is
+        reported: the owner asked for it)."""
+        # A fresh queue: the old task (and a getter it may leave behind) must not take what
+        # is sent on the new connection.
+        self.queue = asyncio.Queue()
+        if self.task is not None:
+            self.task.cancel()
+        self.connected = False
+        self.task = asyncio.create_task(self._run())
+
 
 class LinkSet:
     """Outgoing links to every other member and a listener for their incoming ones."""
 
     def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]], purpose: str,
-                 on_message: Callable[[int, object], None], on_lost: Callable[[int], None],
+                 on_message: Callable[[int, object], None], on_lost: Callable[[int, bool], None],
                  report_loss: bool) -> None:
         self.my_id = my_id
         self.addresses = addresses
@@ -138,10 +152,12 @@ class LinkSet:
         self._started = False
         self.server: asyncio.AbstractServer | None = None
         self._incoming: set[asyncio.Task] = set()
+        self._incoming_peers: dict[asyncio.Task, int] = {}
+        self._reset_tasks: set[asyncio.Task] = set()
 
-    def _lost(self, peer_id: int) -> None:
+    def _lost(self, peer_id: int, incoming: bool) -> None:
         if self.report_loss:
-            self._on_lost(peer_id)
+            self._on_lost(peer_id, incoming)
 
     async def start(self, host: str, port: int) -> None:
         self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
@@ -162,6 +178,20 @@ class LinkSet:
         if self._started:
             link.start()
 
+    def reset(self, peer_id: int, outgoing_only: bool = False) -> None:
+        """Close our connection to ``peer_id`` now and start a fresh one (see
+        OutgoingLink.reset), and unless ``outgoing_only`` the one it opened to us too."""
+        link = self.links.get(peer_id)
+        if link is not None and self._started:
+            link.reset()
+        if outgoing_only:
+            return
+        for task, sender in list(self._incoming_peers.items()):
+            if sender == peer_id:
+                self._reset_tasks.add(task)
+                task.cancel()
+        log.info("peer connections reset", peer=peer_id, purpose=self.purpose)
+
     def send(self, peer_id: int, message) -> None:
         link = self.links.get(peer_id)
         if link is not None:
@@ -173,6 +203,7 @@ class LinkSet:
         self._incoming.add(task)
         try:
             peer_id, address = decode_hello(await self._read_frame(reader, 4096))
+            self._incoming_peers[task] = peer_id
             if peer_id not in self.links:
                 host, _, port = address.rpartition(":")
                 if peer_id == self.my_id or not host or not port.isdigit():
@@ -197,8 +228,11 @@ class LinkSet:
         finally:
             writer.close()
             self._incoming.discard(task)
-            if peer_id in self.links:
-                self._lost(peer_id)
+            self._incoming_peers.pop(task, None)
+            reset = task in self._reset_tasks
+            self._reset_tasks.discard(task)
+            if peer_id in self.links and not reset:
+                self._lost(peer_id, True)
 
     @staticmethod
     async def _read_frame(reader: asyncio.StreamReader, limit: int) -> bytes:

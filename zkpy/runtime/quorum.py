@@ -89,6 +89,7 @@ class QuorumServer(Server):
         self.node = EnsembleNode(peer, self.core, self.storage,
                                  read_only_when_not_serving=config.read_only_mode_enabled,
                                  membership=self.membership, on_membership=self._membership_changed)
+        self.node.on_reset_link = self._reset_link
         if self.my_id not in self.voters | self.observers:
             peer.activate(self.voters, self.observers)  # removed by a reconfig: stays out
         log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
@@ -151,6 +152,10 @@ class QuorumServer(Server):
             if links is not None:
                 links.stop()
 
+    def _reset_link(self, peer_id: int, outgoing_only: bool = False) -> None:
+        if self.quorum_links is not None:
+            self.quorum_links.reset(peer_id, outgoing_only)
+
     def _route(self, outgoing: list) -> None:
         for to, message in outgoing:
             links = self.election_links if type(message) is m.Vote else self.quorum_links
@@ -160,8 +165,8 @@ class QuorumServer(Server):
         self._route(self.node.step(sender, message, now_ms()))
         self._schedule_flush()
 
-    def _on_lost(self, peer_id: int) -> None:
-        self._route(self.node.link_lost(peer_id, now_ms()))
+    def _on_lost(self, peer_id: int, incoming: bool) -> None:
+        self._route(self.node.link_lost(peer_id, now_ms(), incoming))
         self._schedule_flush()
 
     # -- the order stage -------------------------------------------------------------------------

@@ -65,7 +65,7 @@ class Ready:
 
     __slots__ = ("persist_epochs", "truncate_to", "reload_tree", "install_snapshot", "append",
                  "commit_to", "messages", "forwarded", "touched_sessions", "sync_done",
-                 "state_changed")
+                 "state_changed", "reset_links", "reset_outgoing")
 
     def __init__(self) -> None:
         self.persist_epochs: tuple[int, int] | None = None
@@ -79,12 +79,19 @@ class Ready:
         self.touched_sessions: list[int] = []
         self.sync_done: list[tuple[int, int]] = []
         self.state_changed = False
+        # Peers whose connections must be dropped (with whatever is queued or in flight on
+        # them): a leader we gave up on, a learner the leader gave up on. A fresh connection
+        # then starts clean, as ZooKeeper's learner and LearnerHandler sockets do.
+        self.reset_links: list[int] = []
+        # Peers whose connection from us must start afresh before we send more (a learner
+        # (re)joining: what we queued to it before may be stuck in a dead socket).
+        self.reset_outgoing: list[int] = []
 
     def empty(self) -> bool:
         return not (self.persist_epochs or self.truncate_to is not None or self.install_snapshot
                     or self.append or self.commit_to is not None or self.messages
                     or self.forwarded or self.touched_sessions or self.sync_done
-                    or self.state_changed)
+                    or self.state_changed or self.reset_links or self.reset_outgoing)
 
 
 class _Learner:
@@ -206,6 +213,10 @@ class ZabPeer:
     # -- election ------------------------------------------------------------------------------
 
     def start_election(self) -> None:
+        if self.state in _LEARNING and self.leader_id is not None:
+            self.ready.reset_links.append(self.leader_id)
+        elif self.state == m.LEADING:
+            self.ready.reset_links.extend(sorted(self.learners))
         self._set_state(m.LOOKING)
         self.leader_id = None
         self.learners.clear()
@@ -468,6 +479,8 @@ class ZabPeer:
             return
         if message.observer != (sender in self.settings.observers):
             return  # a member claiming the wrong role (a joining server follows without a vote)
+        if sender not in self.learners or self.learners[sender].synced:
+            self.ready.reset_outgoing.append(sender)
         learner = self._learner(sender)
         learner.observer = message.observer
         learner.accepted_epoch = message.accepted_epoch
@@ -621,12 +634,16 @@ class ZabPeer:
                 self._send(waiter_sid, m.SyncReply(session_id, xid))
 
     def _on_forward(self, sender: int, message: m.Forward) -> None:
-        if self.state == m.LEADING and self.established:
-            self._learner(sender)
+        # Only from a synced learner: a request that sat in a connection we gave up on must
+        # not come back to life (its client was told the connection was lost).
+        learner = self.learners.get(sender)
+        if self.state == m.LEADING and self.established and learner is not None and learner.synced:
+            learner.last_heard_ms = self.now_ms
             self.ready.forwarded.append((sender, message))
 
     def _on_sync_request(self, sender: int, message: m.SyncRequest) -> None:
-        if self.state != m.LEADING or not self.established:
+        learner = self.learners.get(sender)
+        if self.state != m.LEADING or not self.established or learner is None or not learner.synced:
             return
         if self.outstanding:
             last = max(self.outstanding)
@@ -744,10 +761,15 @@ class ZabPeer:
         del self.logged[:cut]
         self.log_floor = zxid
 
-    def link_lost(self, other: int, now_ms: int) -> None:
-        """The connection to ``other`` broke (what was in flight on it is lost)."""
+    def link_lost(self, other: int, now_ms: int, incoming: bool = False) -> None:
+        """A connection with ``other`` broke (what was in flight on it is lost). ``incoming``:
+        the one it opened to us. Before the leader has told us anything (discovery), losing
+        an old connection from it loses nothing of this round: the leader opens a fresh one
+        when we join, and the init limit covers a LeaderInfo that never comes."""
         self.now_ms = now_ms
         if self.state in _LEARNING and other == self.leader_id:
+            if incoming and self.follow_phase == "discovery":
+                return
             self.start_election()
         elif self.state == m.LEADING:
             self.learners.pop(other, None)
@@ -776,6 +798,7 @@ class ZabPeer:
         alive = {sid for sid, l in self.learners.items() if now_ms - l.last_heard_ms <= limit}
         for sid in [s for s in self.learners if s not in alive]:
             del self.learners[sid]
+            self.ready.reset_links.append(sid)
         if not self.quorum.reached(alive | {self.my_id}):
             if self.established or now_ms - self.last_vote_sent_ms > limit:
                 self.start_election()

@@ -5,8 +5,11 @@ nemesis SIGKILLs+restarts or SIGSTOPs+SIGCONTs one member at a time (often the l
 about 20 s. The history is then checked: the register's read/write/cas history must be
 linearizable (info ops may or may not have happened), versions must map to one value each and
 end the same everywhere, every acknowledged create must be on every member with unique sequence
-numbers, and lock holders whose sessions stayed alive must never overlap. Network partitions
-are not injected (no network namespaces here); see tests/support/jepsen.py.
+numbers, and lock holders whose sessions stayed alive must never overlap.
+
+A second variant runs the members in network namespaces (tests/support/netns.py, needs root)
+and adds partitions to the nemesis: one member (often the leader) is cut off the peer network
+for a few seconds, while clients can still reach it.
 
 The run is seeded: ``JEPSEN_SEED=<n>`` repeats one; the seed is printed with the summary and in
 any failure. Both kinds run: the reference ZooKeeper shows the harness and checkers are sound.
@@ -24,7 +27,8 @@ import pytest
 from tests.support import jepsen
 from tests.support.ensemble_fixtures import describe_logs, ensemble_factory  # noqa: F401
 from tests.support.jepsen import Hold, Op, check_creates, check_locks, check_register, check_versions
-from tests.support.servers import KINDS
+from tests.support.netns import NetnsNetwork, NetnsUnavailable, netns_ensemble
+from tests.support.servers import KINDS, start_all
 
 
 def op(index, f, value, invoke, complete, status="ok", result=None, version=None, process=0):
@@ -141,5 +145,43 @@ def test_jepsen_kill_and_pause(server_kind, ensemble_factory):
         raise AssertionError(f"JEPSEN_SEED={seed} ({server_kind}): {error}") from None
     print(report.summary)
     assert not report.problems, (f"JEPSEN_SEED={seed} ({server_kind}):\n"
+                                 + "\n".join(report.problems) + "\n" + report.summary + "\n"
+                                 + describe_logs(members, 40))
+
+
+@pytest.fixture
+def netns_members(tmp_path):
+    """``make(kind)``: a serving 3-member ensemble in network namespaces; torn down after."""
+    made = []
+
+    def make(kind: str):
+        network = NetnsNetwork(3)
+        try:
+            network.create()
+        except NetnsUnavailable as error:
+            pytest.fail(f"cannot build the namespace network (needs root / CAP_NET_ADMIN): {error}")
+        members = netns_ensemble(kind, tmp_path / kind, network)
+        made.append((network, members))
+        start_all(members, 90.0)
+        return members
+
+    yield make
+    for network, members in made:
+        for member in members:
+            member.kill()
+        network.cleanup()
+
+
+@pytest.mark.parametrize("server_kind", KINDS)
+def test_jepsen_kill_pause_and_partition(server_kind, netns_members):
+    seed = int(os.environ.get("JEPSEN_SEED", random.randrange(1 << 30)))
+    members = netns_members(server_kind)
+    try:
+        report = jepsen.run(server_kind, members, seed,
+                            faults=("kill", "pause", "partition", "partition"))
+    except AssertionError as error:
+        raise AssertionError(f"JEPSEN_SEED={seed} ({server_kind}, partitions): {error}") from None
+    print(report.summary)
+    assert not report.problems, (f"JEPSEN_SEED={seed} ({server_kind}, partitions):\n"
                                  + "\n".join(report.problems) + "\n" + report.summary + "\n"
                                  + describe_logs(members, 40))

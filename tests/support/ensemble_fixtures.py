@@ -74,6 +74,8 @@ def module_ensemble_factory(tmp_path_factory):
 
 def mode(member: ServerProcess, timeout_s: float = 2.0) -> str:
     """What srvr says: 'leader', 'follower', 'standalone', 'not-serving', or 'down'."""
+    if callable(getattr(member, "mode", None)):
+        return member.mode()  # a member in a network namespace knows its own address
     if member.process is None or member.process.poll() is not None:
         return "down"
     try:

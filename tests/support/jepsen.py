@@ -16,9 +16,10 @@ Workloads (each process is its own kazoo session on the whole connect string):
 
 The nemesis SIGKILLs and restarts, or SIGSTOPs and SIGCONTs, one member at a time (often the
 leader), each fault for a bounded time, and waits for the ensemble to serve again before the
-next one. Network partitions are not among the faults: they would need network namespaces (or
-iptables) that this sandbox does not have; kill and pause still exercise elections, log
-recovery, re-sync and stale leaders.
+next one. When the members run in network namespaces (tests/support/netns.py) it also cuts a
+member off the peer network for a while (``partition``: packets dropped, no reset; clients can
+still reach it). Without namespaces (the plain loopback ensembles) kill and pause still exercise
+elections, log recovery, re-sync and stale leaders.
 
 Checkers:
 
@@ -534,10 +535,12 @@ class Fault:
 class Nemesis:
     """One fault at a time: SIGKILL + restart, or SIGSTOP + SIGCONT, of one member."""
 
-    def __init__(self, members, history: History, rng: random.Random) -> None:
+    def __init__(self, members, history: History, rng: random.Random,
+                 kinds: tuple[str, ...] = ("kill", "pause")) -> None:
         self.members = members
         self.history = history
         self.rng = rng
+        self.kinds = kinds
         self.faults: list[Fault] = []
         self.error: str | None = None
 
@@ -561,9 +564,10 @@ class Nemesis:
         else:
             target = rng.choice(self.members)
         role = mode(target)
-        kind = "kill" if rng.random() < 0.5 else "pause"
-        # Pauses of a few seconds: shorter and longer than syncLimit (5 ticks of 1 s), so some
-        # paused leaders are replaced while they sleep and wake up deposed.
+        kind = rng.choice(self.kinds)
+        # Pauses and partitions of a few seconds: shorter and longer than syncLimit (5 ticks of
+        # 1 s), so some leaders are replaced while they sleep (or are cut off) and come back
+        # deposed.
         held = rng.uniform(0.5, 3.0) if kind == "kill" else rng.uniform(1.0, 7.0)
         fault = Fault(self.history.now(), kind, target.myid, role, round(held, 2))
         self.faults.append(fault)
@@ -571,6 +575,10 @@ class Nemesis:
             target.kill()
             time.sleep(held)
             target.launch()
+        elif kind == "partition":
+            target.network.partition(target.index)
+            time.sleep(held)
+            target.network.heal(target.index)
         else:
             pause(target)
             time.sleep(held)
@@ -580,6 +588,9 @@ class Nemesis:
 
     def heal(self) -> None:
         for member in self.members:
+            network = getattr(member, "network", None)
+            if network is not None and member.index in network.partitioned:
+                network.heal(member.index)
             if member.process is None:
                 member.launch()
             else:
@@ -597,7 +608,8 @@ class Report:
 
 
 def run(kind: str, members, seed: int, nemesis_s: float = 20.0, session_timeout_s: float = 20.0,
-        register_processes: int = 4, register_max_ops: int = 80) -> Report:
+        register_processes: int = 4, register_max_ops: int = 80,
+        faults: tuple[str, ...] = ("kill", "pause")) -> Report:
     from tests.support.servers import connect_string
 
     report = Report(seed, kind)
@@ -612,7 +624,7 @@ def run(kind: str, members, seed: int, nemesis_s: float = 20.0, session_timeout_
     stop_clients([setup])
 
     workers = Workers(hosts, history, seed, session_timeout_s)
-    nemesis = Nemesis(members, history, rng)
+    nemesis = Nemesis(members, history, rng, faults)
     try:
         register = list(range(register_processes))
         creates = [100 + i for i in range(2)]
@@ -670,11 +682,12 @@ def run(kind: str, members, seed: int, nemesis_s: float = 20.0, session_timeout_
 
     kills = [f for f in nemesis.faults if f.kind == "kill"]
     pauses = [f for f in nemesis.faults if f.kind == "pause"]
+    cuts = [f for f in nemesis.faults if f.kind == "partition"]
     report.summary = (
         f"jepsen[{kind}] seed={seed}: {len(register_ops)} register ops {counts(register_ops)} "
         f"(linearizability search: {linear.explored} steps); {len(create_ops)} creates "
         f"{counts(create_ops)}; {len(workers.holds)} lock holds ({excluded} excluded: session "
-        f"lost); nemesis: {len(kills)} kills, {len(pauses)} pauses "
+        f"lost); nemesis: {len(kills)} kills, {len(pauses)} pauses, {len(cuts)} partitions "
         f"[{', '.join(f'{f.at:.1f}s {f.kind} {f.role} m{f.member} {f.held_s}s' for f in nemesis.faults)}]; "
         f"final register {register_finals}")
     return report

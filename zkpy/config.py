@@ -102,6 +102,8 @@ class ServerConfig(NamedTuple):
     secure_client_port: int | None = None
     secure_client_port_address: str = "0.0.0.0"
     tls: TlsConfig | None = None
+    # TLS between ensemble members (sslQuorum=true, ssl.quorum.* keys): mutual, both ways.
+    quorum_tls: TlsConfig | None = None
     auth: AuthConfig = AuthConfig()
 
     @property
@@ -130,7 +132,7 @@ _KNOWN_IGNORED = {
     "clientPortListenBacklog",
     "audit.enable",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "skipACL", "dynamicConfigFile",
-    "peerType", "sslQuorum", "portUnification", "jute.maxbuffer.extrasize",
+    "peerType", "portUnification", "jute.maxbuffer.extrasize",
 }
 
 _PROPERTY_KEYS = {
@@ -250,6 +252,8 @@ def build_config(settings: dict[str, str], properties: dict[str, str] | None = N
             ignored.append(key)
     fields["client_port_given"] = "clientPort" in merged
     fields.update(_security(settings, properties or {}, fields.get("secure_client_port")))
+    if _bool("sslQuorum", merged.get("sslQuorum", (properties or {}).get("zookeeper.sslQuorum", "false"))):
+        fields["quorum_tls"] = _quorum_tls(_system_properties(settings, properties or {}))
     config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored),
                           system_properties=tuple(sorted((properties or {}).items())))
     if config.min_session_timeout > config.max_session_timeout:
@@ -430,6 +434,19 @@ def _tls(props: dict[str, str]) -> TlsConfig:
         ciphersuites=tuple(ciphers.split(",")) if ciphers is not None else (),
         handshake_timeout_ms=timeout_ms if timeout_ms >= 1 else 5000,
     )
+
+
+def _quorum_tls(props: dict[str, str]) -> TlsConfig:
+    """ssl.quorum.* as ZooKeeper's QuorumX509Util reads them: the same keys under 'quorum.'."""
+    prefix = "zookeeper.ssl.quorum."
+    view = {"zookeeper.ssl." + name[len(prefix):]: value
+            for name, value in props.items() if name.startswith(prefix)}
+    view.setdefault("zookeeper.ssl.clientAuth", "need")
+    try:
+        return _tls(view)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("ssl.", "ssl.quorum.", 1)
+                          .replace("secureClientPort", "sslQuorum")) from None
 
 
 def _security(settings: dict[str, str], properties: dict[str, str],

@@ -30,8 +30,10 @@ class OutgoingLink:
     """Our connection to one peer: queue, connect, write; report breaks."""
 
     def __init__(self, my_id: int, peer_id: int, host: str, port: int,
-                 on_lost: Callable[[int, bool], None], purpose: str, my_address: str = "") -> None:
+                 on_lost: Callable[[int, bool], None], purpose: str, my_address: str = "",
+                 ssl_context=None) -> None:
         self.my_id = my_id
+        self.ssl_context = ssl_context
         self.my_address = my_address
         self.peer_id = peer_id
         self.host = host
@@ -62,7 +64,9 @@ class OutgoingLink:
             writer = None
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), timeout=2.0)
+                    asyncio.open_connection(self.host, self.port, ssl=self.ssl_context,
+                                            server_hostname=self.host if self.ssl_context else None),
+                    timeout=2.0)
                 writer.write(hello(self.my_id, self.my_address))
                 self.connected = True
                 log.info("connected to peer", peer=self.peer_id, purpose=self.purpose)
@@ -138,16 +142,19 @@ class LinkSet:
 
     def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]], purpose: str,
                  on_message: Callable[[int, object], None], on_lost: Callable[[int, bool], None],
-                 report_loss: bool) -> None:
+                 report_loss: bool, server_ssl=None, client_ssl=None) -> None:
         self.my_id = my_id
         self.addresses = addresses
         self.purpose = purpose
         self.on_message = on_message
         self.report_loss = report_loss
         self._on_lost = on_lost
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         host, port = addresses[my_id]
         self.my_address = f"{host}:{port}"
-        self.links = {sid: OutgoingLink(my_id, sid, host, port, self._lost, purpose, self.my_address)
+        self.links = {sid: OutgoingLink(my_id, sid, host, port, self._lost, purpose, self.my_address,
+                                        client_ssl)
                       for sid, (host, port) in addresses.items() if sid != my_id}
         self._started = False
         self.server: asyncio.AbstractServer | None = None
@@ -160,7 +167,8 @@ class LinkSet:
             self._on_lost(peer_id, incoming)
 
     async def start(self, host: str, port: int) -> None:
-        self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
+                                                 ssl=self.server_ssl)
         self._started = True
         for link in self.links.values():
             link.start()
@@ -173,7 +181,8 @@ class LinkSet:
                 self._add_link(sid, host, port)
 
     def _add_link(self, sid: int, host: str, port: int) -> None:
-        link = OutgoingLink(self.my_id, sid, host, port, self._lost, self.purpose, self.my_address)
+        link = OutgoingLink(self.my_id, sid, host, port, self._lost, self.purpose, self.my_address,
+                            self.client_ssl)
         self.links[sid] = link
         if self._started:
             link.start()

@@ -19,6 +19,7 @@ from zkpy.config import ConfigError, ServerConfig
 from zkpy.core import LEADER, READ_ONLY
 from zkpy.ensemble.node import EnsembleNode
 from zkpy.protocol.connection import Connect
+from zkpy.runtime import tls
 from zkpy.runtime.peers import LinkSet
 from zkpy.runtime.server import ClientHandler, Server, now_ms
 from zkpy.sessions.tracker import SessionTracker
@@ -136,10 +137,16 @@ class QuorumServer(Server):
         everyone = {**self.members, self.my_id: me}
         quorum_addresses = {sid: (s.host, s.quorum_port) for sid, s in everyone.items()}
         election_addresses = {sid: (s.host, s.election_port) for sid, s in everyone.items()}
+        server_ssl = client_ssl = None
+        if self.config.quorum_tls is not None:
+            server_ssl = tls.server_context(self.config.quorum_tls)
+            client_ssl = tls.client_context(self.config.quorum_tls)
         self.quorum_links = LinkSet(self.my_id, quorum_addresses, "quorum", self._on_message,
-                                    self._on_lost, report_loss=True)
+                                    self._on_lost, report_loss=True,
+                                    server_ssl=server_ssl, client_ssl=client_ssl)
         self.election_links = LinkSet(self.my_id, election_addresses, "election",
-                                      self._on_message, self._on_lost, report_loss=False)
+                                      self._on_message, self._on_lost, report_loss=False,
+                                      server_ssl=server_ssl, client_ssl=client_ssl)
         await self.quorum_links.start(me.host, me.quorum_port)
         await self.election_links.start(me.host, me.election_port)
         self._route(self.node.process(now_ms()))

@@ -304,3 +304,24 @@ def client_identity(ssl_object) -> str | None:
     if not der:
         return None
     return subject_of_certificate(der)
+
+
+def client_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The SSLContext a member uses to connect to another (sslQuorum): it shows its own key
+    store's certificate and accepts only peers the trust store vouches for."""
+    from cryptography.hazmat.primitives import serialization
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # members are named by the server.N lines, not by DNS
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.truststore_location:
+        trusted = load_trust_store(tls.truststore_location, tls.truststore_password,
+                                   tls.truststore_type)
+        context.load_verify_locations(cadata="".join(
+            c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in trusted))
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    key, chain = load_key_store(tls.keystore_location, tls.keystore_password, tls.keystore_type)
+    _load_chain(context, key, chain)
+    return context

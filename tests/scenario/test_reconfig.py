@@ -97,3 +97,47 @@ def test_reconfig_disabled_is_refused(kind, tmp_path):
     finally:
         for member in members:
             member.stop()
+
+
+@pytest.mark.parametrize("kind", ["zookeeper", "zkpy"])
+def test_curator_reconfig_api(kind, tmp_path):
+    """Curator 5.4's reconfig().joining()/leaving() and getConfig() against the ensemble, with
+    the super user's credentials; a client without them is refused."""
+    import subprocess
+    from pathlib import Path
+
+    from tests.support import javatools
+
+    jars = javatools.curator_classpath()
+    classes = javatools.compile_java([Path(__file__).parent / "java" / "CuratorReconfig.java"], jars)
+    classpath = [str(classes), *jars]
+
+    def curator(members_, user, joining, leaving):
+        command = javatools.java_command("CuratorReconfig", classpath,
+                                         [connect_string(members_), user, joining, leaving],
+                                         ["-Xmx256m", "-XX:TieredStopAtLevel=1"])
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    members = ensemble(kind, tmp_path, 4, settings={"reconfigEnabled": "true"},
+                       jvm_properties={"zookeeper.DigestAuthenticationProvider.superDigest": SUPER_DIGEST})
+    joiner_line = members[0].settings["server.4"]
+    for member in members[:3]:
+        member.settings.pop("server.4")
+    try:
+        start_all(members[:3])
+        refused = curator(members[:3], "nobody:nothing", "-", "3")
+        assert refused.returncode != 0 and "NoAuth" in refused.stdout, refused.stdout + refused.stderr
+        members[3].start()
+        joined = curator(members[:3], "super:secret",
+                         "server.4=" + joiner_line.replace(";", ":participant;"), "-")
+        assert joined.returncode == 0, joined.stdout + joined.stderr
+        before, after = (line.split(" ", 1)[1] for line in joined.stdout.splitlines()
+                         if line.startswith(("before ", "after ")))
+        assert "server.4=" not in before and "server.4=" in after
+        left = curator(members, "super:secret", "-", "1")
+        assert left.returncode == 0, left.stdout + left.stderr
+        after_leave = left.stdout.splitlines()[-1]
+        assert "server.1=" not in after_leave and "server.4=" in after_leave
+    finally:
+        for member in members:
+            member.stop()

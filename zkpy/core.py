@@ -606,6 +606,14 @@ class ServerCore:
                 break
         self._drain(session_id, queue, now_ms)
 
+    def drop_connection_of(self, session_id: int) -> None:
+        """Close the connection of a session whose request could not be passed on."""
+        connection_id = self.session_connection.get(session_id)
+        if connection_id is not None:
+            log.info("request could not reach the leader; closing the connection",
+                     session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
+            self._close(connection_id)
+
     def touch_sessions(self, session_ids, now_ms: int) -> None:
         """Leader: followers report the sessions their clients kept alive."""
         for session_id in session_ids:

@@ -146,11 +146,15 @@ class EnsembleNode:
         if core.forwards:
             forwards, core.forwards = core.forwards, []
             for forward in forwards:
-                self.peer.forward(m.Forward(*forward))
+                if not self.peer.forward(m.Forward(*forward)):
+                    # No leader to take it: the client must not wait for a reply that cannot
+                    # come; a lost connection tells it to retry elsewhere.
+                    core.drop_connection_of(forward[0])
         if core.sync_requests:
             requests, core.sync_requests = core.sync_requests, []
             for session_id, xid in requests:
-                self.peer.request_sync(session_id, xid)
+                if not self.peer.request_sync(session_id, xid):
+                    core.drop_connection_of(session_id)
 
     def _apply_up_to(self, zxid: int, now_ms: int) -> None:
         core = self.core

@@ -8,25 +8,15 @@ under ZooKeeper's property names; the zoo.cfg value wins, as in ZooKeeper.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import NamedTuple
 
 from jute import MAX_BUFFER_BYTES_DEFAULT
+from zkpy.zab.membership import Member, ReconfigError, parse_member
 
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the key."""
-
-
-class ServerSpec(NamedTuple):
-    server_id: int
-    host: str
-    quorum_port: int
-    election_port: int
-    role: str
-    client_host: str | None
-    client_port: int | None
 
 
 class TlsConfig(NamedTuple):
@@ -195,22 +185,16 @@ def _words(key: str, value: str) -> frozenset:
     return frozenset(words)
 
 
-_SERVER_LINE = re.compile(
-    r"^(?P<host>\[[^\]]+\]|[^:;]+):(?P<qport>\d+):(?P<eport>\d+)"
-    r"(?::(?P<role>participant|observer))?(?:;(?:(?P<chost>[^:;]+):)?(?P<cport>\d+))?$")
-
-
-def _server(key: str, value: str) -> ServerSpec:
+def _server(key: str, value: str) -> Member:
+    """A server.N line, parsed as /zookeeper/config lines are (zkpy.zab.membership)."""
     try:
-        server_id = int(key.split(".", 1)[1])
+        int(key.split(".", 1)[1])
     except ValueError:
         raise ConfigError(f"{key}: the server id must be an integer") from None
-    match = _SERVER_LINE.match(value.strip())
-    if match is None:
-        raise ConfigError(f"{key}: {value!r} is not host:quorumPort:electionPort[:role][;[host:]port]")
-    cport = match["cport"]
-    return ServerSpec(server_id, match["host"].strip("[]"), int(match["qport"]), int(match["eport"]),
-                      match["role"] or "participant", match["chost"], int(cport) if cport else None)
+    try:
+        return parse_member(f"{key}={value.strip()}")
+    except ReconfigError:
+        raise ConfigError(f"{key}: {value!r} is not host:quorumPort:electionPort[:role][;[host:]port]") from None
 
 
 def parse_lines(text: str) -> dict[str, str]:

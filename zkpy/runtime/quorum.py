@@ -25,7 +25,7 @@ from zkpy.runtime.server import ClientHandler, Server, now_ms
 from zkpy.sessions.tracker import SessionTracker
 from zkpy.storage.rocks_storage import RocksStorage
 from zkpy.zab import messages as m
-from zkpy.zab.membership import Member, Membership, format_membership, parse_membership
+from zkpy.zab.membership import Membership, format_membership, parse_membership
 from zkpy.zab.peer import PeerSettings, ZabPeer
 
 log = structlog.get_logger("zkpy.quorum")
@@ -59,11 +59,11 @@ class QuorumServer(Server):
                                      client_port_address=spec.client_host or config.client_port_address)
         super().__init__(config)
         self.my_id = my_id
-        self.own_spec = Member(*spec)  # where we listen, whatever a reconfig says later
+        self.own_spec = spec  # where we listen, whatever a reconfig says later
         self.members = members
         self.voters = frozenset(sid for sid, spec in members.items() if spec.role == "participant")
         self.observers = frozenset(members) - self.voters
-        self.membership = Membership({s.server_id: Member(*s) for s in config.servers}, 0)
+        self.membership = Membership({s.server_id: s for s in config.servers}, 0)
         core = self.core
         core.settings.server_id = self.my_id
         core.settings.prep.reconfig_enabled = config.reconfig_enabled

@@ -13,7 +13,6 @@ import hashlib
 import ipaddress
 import re
 
-from jute import Perms
 from jute import records as r
 from zkpy.auth.x500 import valid_dn
 

@@ -46,7 +46,7 @@ def test_random_faults_keep_the_invariants(size, seed_count):
     partitions; after each step at most one leader per epoch and one txn per zxid; at the end,
     healed, every node holds the same tree and every acknowledged write."""
     checked = {"seeds": 0, "acked": 0, "faults": 0, "epochs": 0}
-    for seed in _seeds(500, seed_count):
+    for seed in _seeds(1000, seed_count):
         faults = Faults(drop_probability=0.02, vote_drop_probability=0.1, max_delay_ms=30,
                         disk_max_delay_ms=15, crash_probability=0.01, partition_probability=0.02)
         sim = Simulation(seed=seed, size=size, faults=faults)
@@ -68,7 +68,7 @@ def test_random_faults_keep_the_invariants(size, seed_count):
 def test_observers_follow_commits_without_voting(seed_count):
     """3 voters and 2 observers: observers never lead or ack, see every commit, and the
     voters alone keep the quorum."""
-    for seed in _seeds(200, seed_count):
+    for seed in _seeds(300, seed_count):
         faults = Faults(drop_probability=0.02, vote_drop_probability=0.1, max_delay_ms=30,
                         disk_max_delay_ms=15, crash_probability=0.01, partition_probability=0.02)
         sim = Simulation(seed=seed, size=3, faults=faults, observers=2)

@@ -51,6 +51,7 @@ import json
 import math
 import os
 import random
+import resource
 import socket
 import struct
 import sys
@@ -470,6 +471,7 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
                     nodes: int = 100, get_ratio: float = 0.9,
                     session_timeout_ms: int = 30_000, ping_interval_s: float | None = None,
                     connect_timeout_s: float = 10.0, setup_timeout_s: float = 60.0,
+                    connect_concurrency: int | None = None,
                     drain_timeout_s: float = 15.0,
                     seed: int = 1, server_pid: int | None = None,
                     server_pids: list[int] | None = None,
@@ -513,10 +515,17 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
 
     # Sessions.
     connect_started = perf_counter()
-    clients = await asyncio.gather(*[
-        _connect(loop, stats, *addresses[i % len(addresses)], f"session{i}", depth,
-                 session_timeout_ms, connect_timeout_s)
-        for i in range(sessions)], return_exceptions=True)
+    # At most ``connect_concurrency`` handshakes at a time (None: all at once); ZooKeeper
+    # listens with a backlog of 50, and a dropped SYN costs a retransmission of 1 s or more.
+    limit = asyncio.Semaphore(connect_concurrency or sessions)
+
+    async def connect_one(i: int) -> Session:
+        async with limit:
+            return await _connect(loop, stats, *addresses[i % len(addresses)], f"session{i}",
+                                  depth, session_timeout_ms, connect_timeout_s)
+
+    clients = await asyncio.gather(*[connect_one(i) for i in range(sessions)],
+                                   return_exceptions=True)
     failures = [c for c in clients if isinstance(c, BaseException)]
     live = [c for c in clients if isinstance(c, Session)]
     if failures:
@@ -650,6 +659,19 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
     return result
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: a run of thousands of sessions needs a
+    descriptor per session. Returns the (soft, hard) limits in force afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def run(hosts: str, timeout_s: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run one benchmark in a fresh event loop (uvloop when available).
 
@@ -660,6 +682,7 @@ def run(hosts: str, timeout_s: float | None = None, **kwargs: Any) -> dict[str, 
     """
     timeout = timeout_s if timeout_s is not None else (
         kwargs.get("warmup_s", 1.0) + kwargs.get("duration_s", 5.0) + 120.0)
+    raise_fd_limit()
 
     async def guarded() -> dict[str, Any]:
         try:

@@ -16,9 +16,14 @@
    the kill to a new leader, to the first successful write of the existing sessions (one that
    was on the leader, one that was on a follower) and to the first successful write on a new
    session is measured. Kinds alternate trial by trial.
-5. Tables of medians (ops/s, p50, p99 and the zkpy/ZooKeeper ratios, with a topology column;
-   failover seconds), written with every run's details to ``bench-results/results.json``,
-   ``results.md`` and ``ops_per_s.png``.
+5. Scaling (``zkpy.bench.scaling``; ``BENCH_SCALING=0`` skips it): 1000 sessions x depth 1;
+   10 to 10,000 idle sessions pinging (server CPU and RSS); a million znodes (RSS, snapshot
+   time, gets during the snapshot, restart times); 100,000 watches fired by one multi; curves
+   over the znode, session and watch counts (``scaling_*.png``). Its own variables are
+   ``BENCH_SCALING_*`` (see that module; ``BENCH_SCALING_MAX_ZNODES`` caps the znode count).
+6. Tables of medians (ops/s, p50, p99 and the zkpy/ZooKeeper ratios, with a topology column;
+   failover seconds; the scaling tables), written with every run's details to
+   ``bench-results/results.json``, ``results.md``, ``ops_per_s.png`` and ``scaling_*.png``.
 
 Environment: ``BENCH_REPEATS`` (default 3), ``BENCH_DURATION_S`` (measured seconds per run,
 default 5), ``BENCH_WARMUP_S`` (default 2), ``BENCH_WORKLOADS`` (e.g. ``get,mix``),
@@ -35,8 +40,8 @@ BENCH_REPEATS; 0 skips it), ``BENCH_FAILOVER_WARMUP_S`` (writing before the kill
 ``BENCH_FAILOVER_REQUEST_TIMEOUT_S`` (a write unanswered this long makes a writer move to the
 next member, default 2), ``BENCH_FAILOVER_DEADLINE_S`` (default 30).
 
-The defaults take about 10-11 minutes on a 2-core machine (about 7 for the standalone part,
-3 for the ensemble part, 1 for failover).
+The defaults take about 17-20 minutes on a 2-core machine (about 7 for the standalone part,
+3 for the ensemble part, 1 for failover, 6-8 for scaling).
 
 A zkpy server that does not start, or a run that cannot happen, is recorded as a failure and
 the benchmark goes on (after two start failures in a row zkpy's remaining runs are skipped);
@@ -59,7 +64,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zkpy.bench import codec, failover, loadgen
+from zkpy.bench import codec, failover, loadgen, scaling
 
 WORKLOADS = ("get", "set", "create", "mix")
 WORKLOAD_LABELS = {"get": "get", "set": "set", "create": "create eph+seq",
@@ -642,6 +647,8 @@ def write_markdown(path: Path, report: dict[str, Any], rows, kinds) -> None:
             lines.append(f"- {trial['kind']} failover trial {trial['repeat'] + 1}: "
                          f"{trial['status']}: {short_error(reason, 600)}")
             lines += _log_block(trial.get("logs"))
+    if report.get("scaling"):
+        lines += ["", *scaling.markdown_lines(report["scaling"])]
     lines += ["", "## Codec", "", "```", *codec_lines(report.get("codec")), "```", ""]
     if report.get("plot"):
         lines += [f"![ops/s]({report['plot']})", ""]
@@ -736,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads, shapes = [], []
     if ENSEMBLE not in topologies:
         ens_repeats = fo_repeats = 0
+    with_scaling = os.environ.get("BENCH_SCALING", "1") != "0"
     out = Path(os.environ.get("BENCH_OUT", "bench-results"))
     out.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix="zkpy-bench-", dir=os.environ.get("BENCH_TMPDIR")))
@@ -757,7 +765,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{loadavg_before[2]:.2f}; {standalone_runs} standalone runs of "
                   f"{settings['warmup_s']:g}+{settings['duration_s']:g} s, {ensemble_runs} "
                   f"3-node runs of {ens_settings['warmup_s']:g}+{ens_settings['duration_s']:g} s, "
-                  f"{failover_runs} failover trials planned (~{planned / 60:.0f} min)")
+                  f"{failover_runs} failover trials planned (~{planned / 60:.0f} min)"
+                  + ("; then the scaling experiments (~6-8 min; BENCH_SCALING=0 skips them)"
+                     if with_scaling else ""))
 
     codec_result = None
     if os.environ.get("BENCH_SKIP_CODEC") != "1":
@@ -768,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[dict[str, Any]] = []
     trials: list[dict[str, Any]] = []
+    scaling_state: dict[str, Any] = {}
     progress.runs_started = time.monotonic()
     versions: dict[str, str | None] = {kind: None for kind in kinds}
     start_failures = {(kind, topology): 0 for kind in kinds for topology in TOPOLOGIES}
@@ -861,10 +872,22 @@ def main(argv: list[str] | None = None) -> int:
                               f"(load {record['loadavg_before'][0]:.1f}{progress.eta()})")
                 if record["status"] != "ok":
                     _print_logs(progress, record.get("logs"))
+
+        # 4. Scaling: many, idle and watching sessions; a million znodes.
+        if with_scaling:
+            progress.line("scaling experiments (zkpy.bench.scaling)")
+            try:
+                scaling.run(out, kinds, say=progress.line, state=scaling_state,
+                            tmp_dir=str(tmp_root))
+            except Exception as exc:  # noqa: BLE001 - keep what the other parts measured
+                progress.line(f"scaling part failed: {type(exc).__name__}: {exc}")
+                scaling_state.setdefault("error", f"{type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         progress.line("interrupted: writing the results gathered so far")
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
+    if scaling_state and "summary" not in scaling_state:
+        scaling.finish(scaling_state, out)  # an interrupted scaling part: what it measured
 
     loadavg_after = os.getloadavg()
     cells = [(STANDALONE, w, _shape_label(s)) for w in workloads for s in shapes]
@@ -896,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
         "failover_summary": failover_summary,
         "runs": runs,
         "failover_trials": trials,
+        "scaling": scaling_state or None,
         "plot": None,
     }
     plot_path = out / "ops_per_s.png"
@@ -904,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NOTE: {skipped}", flush=True)
     else:
         report["plot"] = plot_path.name
-    (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
     write_markdown(out / "results.md", report, rows, kinds)
 
     print()
@@ -920,11 +944,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"leader failover: medians over {fo_repeats} trials")
         for line in failover_table_lines(failover_summary, kinds, markdown=False):
             print(line)
+    if scaling_state.get("summary"):
+        for line in scaling.text_lines(scaling_state):
+            print(line)
     print(f"load average before {report['meta']['loadavg_before']}, after "
           f"{report['meta']['loadavg_after']}, median at run start "
           f"{report['meta']['run_loadavg_median']}; total {report['meta']['elapsed_s']:.0f} s")
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}"
-          + (f", {plot_path}" if report["plot"] else ""))
+          + (f", {plot_path}" if report["plot"] else "")
+          + "".join(f", {out / name}" for name in scaling_state.get("plots") or []))
     return 0
 
 

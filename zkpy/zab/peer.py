@@ -427,8 +427,10 @@ class ZabPeer:
         if not self._from_leader(sender) or self.follow_phase == "discovery":
             return
         self.leader_commit_zxid = max(self.leader_commit_zxid, message.zxid)
-        self._commit_to(min(message.zxid, self.durable_zxid if self.follow_phase == "broadcast"
-                            else self.last_logged))
+        # Applied at once, synced here or not: a quorum has it, so a crash before our own sync
+        # only means a resync. Waiting for the local sync would let a sync (and the read after
+        # it) be answered before a commit the leader had sent ahead of its SyncReply.
+        self._commit_to(min(message.zxid, self.last_logged))
 
     def _on_ping(self, sender: int, message: m.Ping) -> None:
         if not self._from_leader(sender):

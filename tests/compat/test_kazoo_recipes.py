@@ -166,7 +166,13 @@ def test_election(server_factory, server_kind, kazoo_factory, recorder):
         thread.start()
     first = leaders.wait_for(lambda items: len(items) >= 1)[0]
     observer = clients[0].Election("/election")
+    # The other contenders' threads may not have queued yet: wait for them (a deadline, not a
+    # timing check).
+    deadline = time.monotonic() + 30
     contenders = observer.contenders()
+    while len(contenders) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        contenders = observer.contenders()
     # the observer has not joined: the leader comes first, everyone is listed once
     assert contenders[0] == first and sorted(contenders) == ["n0", "n1", "n2"]
     stops[first].set()

@@ -134,19 +134,32 @@ def test_version_lock_and_create_checkers():
 
 # -- the real thing ---------------------------------------------------------------------------
 
+# The reference ZooKeeper 3.8.0 itself has been seen, rarely, to leave a member without some
+# acknowledged creates after a long SIGSTOP of its leader; its variant gets a second run (with
+# another seed) before it counts as failed. zkpy's gets exactly one.
+ATTEMPTS = {"zookeeper": 2, "zkpy": 1}
+
+
 @pytest.mark.parametrize("server_kind", KINDS)
 def test_jepsen_kill_and_pause(server_kind, ensemble_factory):
     seed = int(os.environ.get("JEPSEN_SEED", random.randrange(1 << 30)))
-    # Session timeouts well above a fault's length: a holder's session should survive.
-    members = ensemble_factory(server_kind, 3)
-    try:
-        report = jepsen.run(server_kind, members, seed)
-    except AssertionError as error:
-        raise AssertionError(f"JEPSEN_SEED={seed} ({server_kind}): {error}") from None
-    print(report.summary)
-    assert not report.problems, (f"JEPSEN_SEED={seed} ({server_kind}):\n"
-                                 + "\n".join(report.problems) + "\n" + report.summary + "\n"
-                                 + describe_logs(members, 40))
+    failures = []
+    for attempt in range(ATTEMPTS[server_kind]):
+        # Session timeouts well above a fault's length: a holder's session should survive.
+        members = ensemble_factory(server_kind, 3)
+        try:
+            report = jepsen.run(server_kind, members, seed + attempt)
+        except AssertionError as error:
+            raise AssertionError(f"JEPSEN_SEED={seed + attempt} ({server_kind}): {error}") from None
+        print(report.summary)
+        if not report.problems:
+            return
+        failures.append(f"JEPSEN_SEED={seed + attempt} ({server_kind}):\n"
+                        + "\n".join(report.problems) + "\n" + report.summary + "\n"
+                        + describe_logs(members, 40))
+        for member in members:
+            member.stop()
+    raise AssertionError("\n\n".join(failures))
 
 
 @pytest.fixture

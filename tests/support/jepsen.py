@@ -607,6 +607,21 @@ class Report:
     summary: str = ""
 
 
+def _final_state(members) -> tuple[dict[int, tuple[int, int]], dict[int, set[str]]]:
+    register_finals: dict[int, tuple[int, int]] = {}
+    seq_finals: dict[int, set[str]] = {}
+    for member in members:
+        client = member_client(member, timeout_s=10.0, start_timeout_s=30.0)
+        try:
+            client.sync("/jepsen")
+            data, stat = client.get(REGISTER)
+            register_finals[member.myid] = (int(data), stat.version)
+            seq_finals[member.myid] = set(client.get_children(SEQ_PARENT))
+        finally:
+            stop_clients([client])
+    return register_finals, seq_finals
+
+
 def run(kind: str, members, seed: int, nemesis_s: float = 20.0, session_timeout_s: float = 20.0,
         register_processes: int = 4, register_max_ops: int = 80,
         faults: tuple[str, ...] = ("kill", "pause")) -> Report:
@@ -641,18 +656,19 @@ def run(kind: str, members, seed: int, nemesis_s: float = 20.0, session_timeout_
         nemesis.heal()
     wait_serving(members, 90)
 
-    # Final state through every member, after a sync.
-    register_finals: dict[int, tuple[int, int]] = {}
-    seq_finals: dict[int, set[str]] = {}
-    for member in members:
-        client = member_client(member, timeout_s=10.0, start_timeout_s=30.0)
-        try:
-            client.sync("/jepsen")
-            data, stat = client.get(REGISTER)
-            register_finals[member.myid] = (int(data), stat.version)
-            seq_finals[member.myid] = set(client.get_children(SEQ_PARENT))
-        finally:
-            stop_clients([client])
+    # Final state through every member, after a sync. A member that was paused or restarted
+    # last may still be catching up when first asked: ask again until the members agree or a
+    # deadline passes (what they then disagree on is reported).
+    acked = {op.result for op in history.of("create") if op.status == "ok"}
+    deadline = time.monotonic() + 30
+    while True:
+        register_finals, seq_finals = _final_state(members)
+        agreed = (len(set(register_finals.values())) == 1
+                  and len({frozenset(c) for c in seq_finals.values()}) == 1
+                  and all(acked <= c for c in seq_finals.values()))
+        if agreed or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
 
     problems = report.problems
     if nemesis.error:

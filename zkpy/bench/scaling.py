@@ -616,10 +616,6 @@ async def load_znodes(host: str, port: int, start: int, end: int, value: bytes,
 
 # --- statistics helpers ----------------------------------------------------------------------
 
-def _pct(values: list[float], p: float) -> float | None:
-    return loadgen._percentile(sorted(values), p)
-
-
 def _lat_ms(values: list[float]) -> dict[str, Any]:
     values = sorted(values)
     if not values:

@@ -133,3 +133,26 @@ def test_fuzzy_snapshot_plus_replay_gives_the_exact_tree(tmp_path):
     assert info["snapshot_zxid"] == snapshot.start_zxid and info["replayed"] > 0
     assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
     txn_log.close()
+
+
+def test_fuzzy_snapshot_spanning_many_chunks_keeps_every_node(tmp_path, monkeypatch):
+    """A snapshot larger than one chunk (here chunks of 300 bytes) must store every node."""
+    from zkpy.storage import fuzzy
+
+    monkeypatch.setattr(fuzzy, "CHUNK_BYTES", 300)
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/flat", b""))
+    for index in range(200):
+        h.call(c, OpCode.create, create(f"/flat/n{index}", b"x" * 20))
+    snapshot = fuzzy.FuzzySnapshot(h.core.tree)
+    while not snapshot.step(7):
+        pass
+    assert len(snapshot.chunks) > 10
+    assert snapshot.node_count == h.core.tree.node_count()
+    txn_log = TxnLog(tmp_path / "db")
+    txn_log.write_snapshot_chunks(snapshot.start_zxid, snapshot.chunks, snapshot.node_count, [], 0)
+    fresh = ServerCore(CoreSettings(), h.now_ms)
+    restore(fresh, txn_log, h.now_ms)
+    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
+    txn_log.close()

@@ -12,7 +12,7 @@ from zkpy.storage.records import SnapshotNode
 from zkpy.tree.datatree import DataTree
 from zkpy.tree.paths import join as join_path
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20  # RocksDB value size of one snapshot chunk
 
 
 class FuzzySnapshot:
@@ -52,6 +52,7 @@ class FuzzySnapshot:
                 stack.extend(join_path(path, name) for name in list(node.children))
             if self._size >= CHUNK_BYTES:
                 self._flush_chunk()
+                parts = self._parts  # the chunk was handed over: keep filling the new list
         if not stack:
             self._flush_chunk()
         return not stack

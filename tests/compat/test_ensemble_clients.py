@@ -598,3 +598,33 @@ def test_leader_kill_keeps_sessions_recipes_and_acknowledged_writes(server_kind,
               f"progress {before} -> {workload.progress()}; op errors {workload.errors}")
     finally:
         workload.close()
+
+
+def test_curator_and_zkcli_across_a_leader_kill(server_kind, ensemble_factory):
+    """Curator's mutex and leader latch, running while the leader is SIGKILLed, finish their
+    checks through the survivors; zkCli.sh then works through the same connect string."""
+    scenario_classpath()  # compile first: a javac error fails here, not mid-run
+    members = ensemble_factory(server_kind, 3)
+    results = {}
+
+    def curator():
+        results["run"] = run_scenarios(connect_string(members), ["mutex", "leader_latch"])
+
+    thread = threading.Thread(target=curator, daemon=True)
+    thread.start()
+    time.sleep(1.5)  # let the scenarios get going; not a timing check
+    leader = leader_of(members)
+    leader.kill()
+    survivors = [m for m in members if m is not leader]
+    leader_of(survivors, timeout_s=60)
+    thread.join(240)
+    assert not thread.is_alive(), "Curator scenarios did not finish"
+    result, records = results["run"]
+    for scenario in ("mutex", "leader_latch"):
+        record = records.get(scenario)
+        assert record is not None and record["ok"], (
+            f"{scenario} across a leader kill: {record and record.get('error')}\n"
+            + result.stdout + "\n".join(result.stderr.splitlines()[-30:]))
+    code, output = zkcli(["-server", connect_string(survivors)],
+                         "create /after-kill x\nget /after-kill\nquit\n", 120)
+    assert code == 0 and "Created /after-kill" in output and "x" in output.splitlines(), output

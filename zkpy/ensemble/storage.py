@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from zkpy.storage.records import SnapshotNode, SnapshotSession
-from zkpy.tree.datatree import DataTree, Node
+from zkpy.storage.records import SnapshotNode, SnapshotSession, encode_node, node_from_record
+from zkpy.tree.datatree import DataTree
 
 
 class Storage(Protocol):
@@ -32,11 +32,7 @@ def encode_snapshot(tree: DataTree, sessions) -> bytes:
     """The tree (parents first) and the sessions, as Jute records: the SNAP payload."""
     parts = [len(sessions).to_bytes(4, "big")]
     parts.extend(SnapshotSession.encode(s) for s in sessions)
-    encode = SnapshotNode.encode
-    for path, node in tree.iter_nodes():
-        stat = (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
-                node.aversion, node.ephemeral_owner, node.pzxid)
-        parts.append(encode((path, node.data, list(node.acl), stat)))
+    parts.extend(encode_node(path, node) for path, node in tree.iter_nodes())
     return b"".join(parts)
 
 
@@ -51,10 +47,7 @@ def decode_snapshot(payload: bytes, zxid: int) -> tuple[DataTree, list]:
     tree.clear()
     while offset < len(payload):
         record, offset = SnapshotNode.decode_from(payload, offset)
-        stat = record.stat
-        tree.load_node(record.path, Node(record.data, record.acl, stat.czxid, stat.mzxid,
-                                         stat.ctime, stat.mtime, stat.version, stat.cversion,
-                                         stat.aversion, stat.ephemeral_owner, stat.pzxid))
+        tree.load_node(record.path, node_from_record(record))
     tree.last_zxid = zxid
     return tree, sessions
 

@@ -8,7 +8,7 @@ the snapshot already holds. Parents are always encoded before their children.
 
 from __future__ import annotations
 
-from zkpy.storage.records import SnapshotNode
+from zkpy.storage.records import encode_node
 from zkpy.tree.datatree import DataTree
 from zkpy.tree.paths import join as join_path
 
@@ -31,7 +31,6 @@ class FuzzySnapshot:
 
     def step(self, max_nodes: int) -> bool:
         """Encode up to ``max_nodes`` more nodes; True once the whole tree is encoded."""
-        encode = SnapshotNode.encode
         nodes = self.tree.nodes
         stack = self._stack
         parts = self._parts
@@ -41,9 +40,7 @@ class FuzzySnapshot:
             node = nodes.get(path)
             if node is None:
                 continue  # deleted since its parent was encoded: the log replays that
-            item = encode((path, node.data, list(node.acl),
-                           (node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
-                            node.cversion, node.aversion, node.ephemeral_owner, node.pzxid)))
+            item = encode_node(path, node)
             parts.append(item)
             self._size += len(item)
             self.node_count += 1

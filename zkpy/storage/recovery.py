@@ -6,7 +6,7 @@ from typing import Callable
 
 import structlog
 
-from zkpy.tree.datatree import Node
+from zkpy.storage.records import node_from_record
 
 log = structlog.get_logger("zkpy.recovery")
 
@@ -23,10 +23,7 @@ def restore(core, txn_log, now_ms: int, progress: Callable[[str, int], None] | N
         tree = core.tree
         tree.clear()
         for record in nodes:
-            stat = record.stat
-            node = Node(record.data, record.acl, stat.czxid, stat.mzxid, stat.ctime, stat.mtime,
-                        stat.version, stat.cversion, stat.aversion, stat.ephemeral_owner, stat.pzxid)
-            tree.load_node(record.path, node)
+            tree.load_node(record.path, node_from_record(record))
             node_count += 1
             if progress and node_count % 100_000 == 0:
                 progress("snapshot", node_count)

@@ -14,7 +14,8 @@ from rocksdict import WriteBatch
 
 from zkpy.ensemble.storage import decode_snapshot
 from zkpy.storage.txnlog import LOG_PREFIX, TxnLog, _u64
-from zkpy.tree.datatree import DataTree, Node
+from zkpy.storage.records import node_from_record
+from zkpy.tree.datatree import DataTree
 
 EPOCHS_KEY = b"epochs"
 
@@ -120,9 +121,6 @@ class RocksStorage:
         tree = DataTree()
         tree.clear()
         for record in nodes:
-            stat = record.stat
-            tree.load_node(record.path, Node(record.data, record.acl, stat.czxid, stat.mzxid,
-                                             stat.ctime, stat.mtime, stat.version, stat.cversion,
-                                             stat.aversion, stat.ephemeral_owner, stat.pzxid))
+            tree.load_node(record.path, node_from_record(record))
         tree.last_zxid = meta["zxid"]
         return tree, [(s.session_id, s.timeout_ms) for s in sessions], meta["zxid"]

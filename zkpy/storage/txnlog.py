@@ -24,7 +24,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from jute import records as r
 from jute.opcodes import TXN_RECORDS
-from zkpy.storage.records import SnapshotNode, SnapshotSession
+from zkpy.storage.records import SnapshotNode, SnapshotSession, encode_node
 
 _ZXID = struct.Struct(">Q")
 _CHUNK = struct.Struct(">QI")
@@ -111,11 +111,8 @@ class TxnLog:
         chunk_bytes = 0
         chunk_count = 0
         node_count = 0
-        encode = SnapshotNode.encode
         for path, node in nodes:
-            stat = (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
-                    node.aversion, node.ephemeral_owner, node.pzxid)
-            item = encode((path, node.data, list(node.acl), stat))
+            item = encode_node(path, node)
             chunk.append(item)
             chunk_bytes += len(item)
             node_count += 1

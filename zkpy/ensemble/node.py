@@ -163,7 +163,7 @@ class EnsembleNode:
             return
         batch = []
         missing = False
-        for logged in self.peer._logged_between(start, zxid):
+        for logged in self.peer.logged_between(start, zxid):
             entry = self.unapplied.pop(logged, None)
             if entry is None:
                 missing = True
@@ -228,7 +228,7 @@ class EnsembleNode:
         """Placeholders become data: a DIFF range becomes txns, a SNAP gets the tree."""
         if type(message) is m.SyncDiff and message.txns and type(message.txns[0]) is int:
             after, upto = message.txns
-            txns = [self.unapplied.get(z) for z in self.peer._logged_between(after, upto)]
+            txns = [self.unapplied.get(z) for z in self.peer.logged_between(after, upto)]
             if any(t is None for t in txns):
                 txns = self.storage.read_txns(after, upto)
             return m.SyncDiff(tuple(txns))

@@ -161,6 +161,7 @@ class ZabPeer:
         self.touched: set[int] = set()
         self.last_ping_ms = 0
         self.early_follower_info: dict[int, m.FollowerInfo] = {}
+        self.last_acked_zxid = 0  # a follower acks what it logged after this, once durable
         # A proposed reconfig commits only with a quorum of the old and of the new voters.
         self.pending_reconfig: tuple[int, Majority] | None = None
         self.removed = False  # a reconfig took this member out: it never leads or follows
@@ -701,21 +702,16 @@ class ZabPeer:
                 self._maybe_ack_newleader()
                 return
             if self.follow_phase == "broadcast" or self.ack_newleader_when_durable is None:
-                for logged in self._logged_between(self._acked_zxid(), zxid):
+                for logged in self.logged_between(self.last_acked_zxid, zxid):
                     if epoch_of(logged) == self.current_epoch or self.follow_phase == "broadcast":
                         self._send(self.leader_id, m.Ack(logged))
             self._maybe_ack_newleader()
-            self._last_acked = zxid
+            self.last_acked_zxid = zxid
             if self.follow_phase == "broadcast" and self.leader_commit_zxid > self.applied_zxid:
                 # A Commit that came before our own log sync left this part unapplied.
                 self._commit_to(min(self.leader_commit_zxid, zxid))
 
-    _last_acked = 0
-
-    def _acked_zxid(self) -> int:
-        return self._last_acked
-
-    def _logged_between(self, low: int, high: int) -> list[int]:
+    def logged_between(self, low: int, high: int) -> list[int]:
         start = bisect.bisect_right(self.logged, low)
         end = bisect.bisect_right(self.logged, high)
         return self.logged[start:end]

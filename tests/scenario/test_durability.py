@@ -45,10 +45,14 @@ def _writer(connect_string: str, name: str, acked: list, stop: threading.Event, 
             pass
 
 
-def test_sigkill_under_write_load_loses_no_acknowledged_write(server_factory):
+@pytest.mark.parametrize("snap_count", [None, 60], ids=["default-snapcount", "snapshot-every-60"])
+def test_sigkill_under_write_load_loses_no_acknowledged_write(server_factory, snap_count):
+    """With a small snapCount, snapshots (encoded by a forked child) are taken all through the
+    load and killed mid-way; recovery must still find every acknowledged write."""
     seed = int(os.environ.get("CRASH_SEED", "1234"))
     print(f"crash test seed {seed}")
-    server = server_factory("zkpy")
+    settings = {"snapCount": str(snap_count)} if snap_count else {}
+    server = server_factory("zkpy", settings=settings)
     setup = KazooClient(server.connect_string)
     setup.start()
     setup.ensure_path("/load")
@@ -82,6 +86,9 @@ def test_sigkill_under_write_load_loses_no_acknowledged_write(server_factory):
         for stem in halves:
             assert f"{stem}-a" in present and f"{stem}-b" in present, \
                 f"seed {seed}: multi {stem} half-applied"
+    if snap_count:
+        log_text = server.log_path.read_text()
+        assert "snapshot taken" in log_text and "snapshot failed" not in log_text
 
 
 def test_sigterm_is_clean_and_restart_carries_on(server_factory):

@@ -26,7 +26,7 @@ from zkpy.config import ServerConfig
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
-from zkpy.runtime import fourletter, sasl, tls
+from zkpy.runtime import forked_snapshot, fourletter, gc_policy, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
 from zkpy.storage.fuzzy import FuzzySnapshot
@@ -186,6 +186,7 @@ class Server:
         self.large_requests_rejected = 0
         self._snapshot_task: asyncio.Future | None = None
         self._snapshot_write: asyncio.Future | None = None
+        self._snapshot_child: int | None = None  # pid of a child encoding a snapshot
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -193,7 +194,9 @@ class Server:
         def progress(stage: str, count: int) -> None:
             log.info("restoring", stage=stage, count=count)
 
-        restore(self.core, self.txn_log, now_ms(), progress)
+        with gc_policy.paused():
+            restore(self.core, self.txn_log, now_ms(), progress)
+        gc_policy.settle()
         self.txns_since_snapshot = 0
 
     async def serve(self) -> None:
@@ -244,6 +247,9 @@ class Server:
         # is let finish, as is an in-flight log sync, so no acknowledged write is in doubt.
         if self._snapshot_task is not None and (self._snapshot_write is None or self._snapshot_write.done()):
             self._snapshot_task.cancel()
+        if self._snapshot_child is not None:
+            # Still encoding: the child is stopped and its partial stream dropped.
+            forked_snapshot.kill(self._snapshot_child)
         deadline = time.monotonic() + 2.0
         while self._sync_in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -436,31 +442,47 @@ class Server:
             self._snapshot_task = asyncio.ensure_future(self._snapshot())
 
     async def _snapshot(self) -> None:
-        """A fuzzy snapshot, as ZooKeeper takes them: the tree is encoded a slice at a time
-        between loop turns while txns keep applying, and stored under the zxid applied when it
-        began; recovery replays the log from there, skipping what the snapshot already holds
-        (DataTree.apply_replayed). Then the log behind the retained snapshots is dropped."""
+        """Snapshot the tree beside the request pipeline, then drop the log behind the retained
+        snapshots. Where the OS can fork, a child encodes the tree as it stands at the fork
+        (exact as of the last applied zxid; zkpy.runtime.forked_snapshot). Elsewhere it is a
+        fuzzy snapshot, as ZooKeeper takes them: the tree is encoded a slice at a time between
+        loop turns while txns keep applying, and stored under the zxid applied when it began;
+        recovery replays the log from there, skipping what the snapshot already holds
+        (DataTree.apply_replayed)."""
         tree = self.core.tree
         start_zxid = tree.last_zxid
         started = time.monotonic()
         sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
+        loop = asyncio.get_running_loop()
         try:
-            chunks, count = await self._encode_tree(tree)
-            if self.core.tree is not tree:
-                log.info("snapshot abandoned: the tree was replaced", zxid=hex(start_zxid))
-                return
-            loop = asyncio.get_running_loop()
-            self._snapshot_write = loop.run_in_executor(
-                None, self._write_snapshot, start_zxid, chunks, count, sessions, now_ms())
+            if forked_snapshot.available():
+                pid, read_fd = forked_snapshot.start(tree)
+                self._snapshot_child = pid
+                self._snapshot_write = loop.run_in_executor(
+                    None, self._write_forked_snapshot, pid, read_fd, start_zxid, sessions, now_ms())
+            else:
+                chunks, count = await self._encode_tree(tree)
+                if self.core.tree is not tree:
+                    log.info("snapshot abandoned: the tree was replaced", zxid=hex(start_zxid))
+                    return
+                self._snapshot_write = loop.run_in_executor(
+                    None, self._write_snapshot, start_zxid, chunks, count, sessions, now_ms())
             meta = await asyncio.shield(self._snapshot_write)
             self.snapshot_count += 1
             self._snapshot_written(meta)
-            log.info("snapshot taken", zxid=hex(start_zxid), nodes=count,
+            gc_policy.settle()
+            log.info("snapshot taken", zxid=hex(start_zxid), nodes=meta["nodes"],
                      seconds=round(time.monotonic() - started, 3))
         except Exception as error:  # a failed snapshot loses nothing: the log is intact
             log.error("snapshot failed", zxid=hex(start_zxid), error=repr(error))
         finally:
             self._snapshot_task = None
+            self._snapshot_child = None
+
+    def _write_forked_snapshot(self, pid, read_fd, zxid, sessions, time_ms) -> dict:
+        """Worker thread: take the child's chunks, then store them as _write_snapshot does."""
+        chunks, count = forked_snapshot.receive(pid, read_fd)
+        return self._write_snapshot(zxid, chunks, count, sessions, time_ms)
 
     SNAPSHOT_SLICE_NODES = 2_000  # ~10-40 ms of encoding between loop turns
 
@@ -511,6 +533,7 @@ def run(config: ServerConfig) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
+    gc_policy.configure()
     for key in config.ignored:
         log.info("config key not used by zkpy", key=key)
     os.makedirs(config.data_dir, exist_ok=True)

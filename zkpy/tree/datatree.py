@@ -174,12 +174,32 @@ class DataTree:
             return
         path = getattr(txn, "path", None)
         if hdr.type in self._CREATES and (path in self.nodes or paths.parent_of(path) not in self.nodes):
+            # The parent may have been encoded before this create while the child (deleted and
+            # created again later) was encoded after: the parent still takes the txn's cversion
+            # and pzxid, as ZooKeeper's replay does on NODEEXISTS.
+            self._raise_parent_counters(path, getattr(txn, "parent_cversion", -1), hdr.zxid)
             self.last_zxid = max(self.last_zxid, hdr.zxid)
             return
         if hdr.type in self._ON_EXISTING and path not in self.nodes:
+            if hdr.type in self._DELETES:
+                # Deleted after its parent was encoded but before it was: the parent's pzxid
+                # must still record the deletion.
+                self._raise_parent_counters(path, -1, hdr.zxid)
             self.last_zxid = max(self.last_zxid, hdr.zxid)
             return
         self.apply(hdr, txn)
+
+    _DELETES = frozenset((OpCode.delete, OpCode.deleteContainer))
+
+    def _raise_parent_counters(self, path: str, parent_cversion: int, zxid: int) -> None:
+        """Fuzzy replay: counters only ever grow, so a skipped txn's values win when newer."""
+        parent = self.nodes.get(paths.parent_of(path))
+        if parent is None:
+            return
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
 
     def _apply_create(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         owner = 0

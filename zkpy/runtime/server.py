@@ -26,7 +26,7 @@ from zkpy.config import ServerConfig
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
-from zkpy.runtime import forked_snapshot, fourletter, gc_policy, sasl, tls
+from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
 from zkpy.storage.fuzzy import FuzzySnapshot
@@ -194,9 +194,9 @@ class Server:
         def progress(stage: str, count: int) -> None:
             log.info("restoring", stage=stage, count=count)
 
-        with gc_policy.paused():
+        with tuning.paused():
             restore(self.core, self.txn_log, now_ms(), progress)
-        gc_policy.settle()
+        tuning.settle()
         self.txns_since_snapshot = 0
 
     async def serve(self) -> None:
@@ -470,7 +470,7 @@ class Server:
             meta = await asyncio.shield(self._snapshot_write)
             self.snapshot_count += 1
             self._snapshot_written(meta)
-            gc_policy.settle()
+            tuning.settle()
             log.info("snapshot taken", zxid=hex(start_zxid), nodes=meta["nodes"],
                      seconds=round(time.monotonic() - started, 3))
         except Exception as error:  # a failed snapshot loses nothing: the log is intact
@@ -533,7 +533,7 @@ def run(config: ServerConfig) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
-    gc_policy.configure()
+    tuning.configure()
     for key in config.ignored:
         log.info("config key not used by zkpy", key=key)
     os.makedirs(config.data_dir, exist_ok=True)

@@ -43,7 +43,7 @@ class RocksStorage:
 
     def persist_epochs(self, accepted_epoch: int, current_epoch: int) -> None:
         value = json.dumps({"accepted": accepted_epoch, "current": current_epoch}).encode()
-        self.txn_log.db.put(EPOCHS_KEY, value, self.txn_log._sync)
+        self.txn_log.put_synced(EPOCHS_KEY, value)
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ class RocksStorage:
     def _delete_log_after(self, zxid: int) -> None:
         writes = WriteBatch(raw_mode=True)
         writes.delete_range(LOG_PREFIX + _u64(zxid + 1), LOG_PREFIX + b"\xff" * 8)
-        self.txn_log.db.write(writes, self.txn_log._sync)
+        self.txn_log.write_synced(writes)
         for meta in self.txn_log.snapshots():
             if meta["zxid"] > zxid:
                 self.txn_log.delete_snapshot(meta)
@@ -91,7 +91,7 @@ class RocksStorage:
         self.txn_log.write_snapshot(zxid, tree.iter_nodes(), sessions, 0)
         writes = WriteBatch(raw_mode=True)
         writes.delete_range(LOG_PREFIX + _u64(0), LOG_PREFIX + b"\xff" * 8)
-        self.txn_log.db.write(writes, self.txn_log._sync)
+        self.txn_log.write_synced(writes)
 
     def read_txns(self, after: int, upto: int) -> list:
         found = []

@@ -1,7 +1,7 @@
 """The transaction log and snapshots, in one RocksDB database.
 
-Durability duty: ``append`` returns only after the batch is synced (WriteOptions.sync), and the
-caller replies to no request before that. Concurrent writes share one sync: the runtime hands
+Durability duty: ``append`` returns only after the batch is synced (``write_synced``: the WAL is
+fdatasync'ed), and the caller replies to no request before that. Concurrent writes share one sync: the runtime hands
 over everything prepped since the last sync as one batch (group commit).
 
 Keys (big-endian zxids keep them in zxid order):
@@ -57,8 +57,8 @@ class TxnLog:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         self.db = Rdict(str(self.directory), options)
-        self._sync = WriteOptions()
-        self._sync.sync = True
+        self._no_sync = WriteOptions()
+        self._no_sync.sync = False
 
     def close(self) -> None:
         self.db.close()
@@ -67,7 +67,7 @@ class TxnLog:
         value = self.db.get(b"secret")
         if value is None:
             value = os.urandom(16)
-            self.db.put(b"secret", value, self._sync)
+            self.put_synced(b"secret", value)
         return value
 
     # -- the log -------------------------------------------------------------------------------
@@ -77,7 +77,20 @@ class TxnLog:
         writes = WriteBatch(raw_mode=True)
         for hdr, txn in batch:
             writes.put(LOG_PREFIX + _u64(hdr.zxid), encode_txn(hdr, txn))
-        self.db.write(writes, self._sync)
+        self.write_synced(writes)
+
+    def write_synced(self, writes: WriteBatch) -> None:
+        """Write ``writes`` and fdatasync the WAL before returning. This is what a write with
+        WriteOptions.sync does (the same write and fdatasync calls), but rocksdict holds the
+        GIL through a synced write, which would stop the event loop for every fsync, while
+        flush_wal releases it."""
+        self.db.write(writes, self._no_sync)
+        self.db.flush_wal(True)
+
+    def put_synced(self, key: bytes, value: bytes) -> None:
+        writes = WriteBatch(raw_mode=True)
+        writes.put(key, value)
+        self.write_synced(writes)
 
     def txns_after(self, zxid: int) -> Iterator[tuple[r.TxnHeader, object]]:
         iterator = self.db.iter()
@@ -100,7 +113,7 @@ class TxnLog:
         """Drop txns with zxid < ``zxid`` (covered by a retained snapshot)."""
         writes = WriteBatch(raw_mode=True)
         writes.delete_range(LOG_PREFIX + _u64(0), LOG_PREFIX + _u64(zxid))
-        self.db.write(writes, self._sync)
+        self.write_synced(writes)
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -126,8 +139,8 @@ class TxnLog:
         session_bytes = b"".join(SnapshotSession.encode(s) for s in sessions)
         meta = {"zxid": zxid, "chunks": chunk_count, "nodes": node_count,
                 "sessions": session_bytes.hex(), "time_ms": time_ms}
-        self.db.write(writes, self._sync)
-        self.db.put(META_PREFIX + _u64(zxid), json.dumps(meta).encode(), self._sync)
+        self.write_synced(writes)
+        self.put_synced(META_PREFIX + _u64(zxid), json.dumps(meta).encode())
         return meta
 
     def write_snapshot_chunks(self, zxid: int, chunks: list[bytes], node_count: int, sessions,
@@ -140,8 +153,8 @@ class TxnLog:
         session_bytes = b"".join(SnapshotSession.encode(s) for s in sessions)
         meta = {"zxid": zxid, "chunks": len(chunks), "nodes": node_count,
                 "sessions": session_bytes.hex(), "time_ms": time_ms}
-        self.db.write(writes, self._sync)
-        self.db.put(META_PREFIX + _u64(zxid), json.dumps(meta).encode(), self._sync)
+        self.write_synced(writes)
+        self.put_synced(META_PREFIX + _u64(zxid), json.dumps(meta).encode())
         return meta
 
     def snapshots(self) -> list[dict]:
@@ -179,7 +192,7 @@ class TxnLog:
         writes.delete(META_PREFIX + _u64(zxid))
         writes.delete_range(SNAPSHOT_PREFIX + _CHUNK.pack(zxid, 0),
                             SNAPSHOT_PREFIX + _CHUNK.pack(zxid + 1, 0))
-        self.db.write(writes, self._sync)
+        self.write_synced(writes)
 
     def purge(self, retain_count: int) -> int:
         """Keep the newest ``retain_count`` snapshots and the log they need; return how many

@@ -1,4 +1,13 @@
-"""How the server uses Python's cyclic garbage collector.
+"""How the server tunes the interpreter: the cyclic garbage collector and thread switching.
+
+Thread switching: the event loop thread does nearly all the work; a worker thread writes and
+fsyncs the log. When that fsync returns, the worker needs the GIL for a moment to hand the
+batch back, and with CPython's default switch interval it waits up to 5 ms for a busy loop
+thread to let go, which delays every reply of the batch. A 0.5 ms interval lets the durable
+batch through at once (measured with the fsync outside the GIL, TxnLog.write_synced: setData
+32x16 61k ops/s with the default interval, 91k with 0.5 ms; at 1x1 3.1k and 4.2k).
+
+The garbage collector:
 
 Reference counting frees almost everything the server drops: znodes, requests and replies hold
 no reference cycles. The cyclic collector is still needed for the few cycles asyncio and
@@ -19,16 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from typing import Iterator
 
 YOUNG_THRESHOLD = 50_000
 MIDDLE_THRESHOLD = 20
 OLD_THRESHOLD = 100
+SWITCH_INTERVAL_S = 0.0005
 
 
 def configure() -> None:
-    """The server's thresholds; called once before anything is loaded."""
+    """The server's settings; called once before anything is loaded."""
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 @contextlib.contextmanager

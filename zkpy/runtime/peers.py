@@ -18,6 +18,8 @@ import structlog
 from jute.errors import JuteDecodeError
 from zkpy.zab.wire import decode_hello, decode_message, encode_message, hello
 
+BATCH_BYTES = 1 << 20  # the most one write to a peer gathers from the queue
+
 log = structlog.get_logger("zkpy.peers")
 
 MAX_QUEUED_MESSAGES = 200_000
@@ -86,9 +88,7 @@ class OutgoingLink:
                             message = getter.result()
                         else:
                             message = self.queue.get_nowait()
-                        writer.write(encode_message(message))
-                        while not self.queue.empty() and writer.transport.get_write_buffer_size() < (1 << 20):
-                            writer.write(encode_message(self.queue.get_nowait()))
+                        writer.write(self._encode_queued(message))
                         await writer.drain()
                 finally:
                     if getter is not None and not getter.done():
@@ -120,6 +120,21 @@ class OutgoingLink:
                 self._drop_queue()
                 self.on_lost(self.peer_id, False)
             await asyncio.sleep(RECONNECT_DELAY_S)
+
+    def _encode_queued(self, first) -> bytes:
+        """``first`` and what else is queued (up to about 1 MB) as one write: one send call
+        for a loop turn's proposals and commits instead of one each."""
+        data = encode_message(first)
+        if self.queue.empty():
+            return data
+        parts = [data]
+        size = len(data)
+        queue = self.queue
+        while size < BATCH_BYTES and not queue.empty():
+            data = encode_message(queue.get_nowait())
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)
 
     def stop(self) -> None:
         if self.task is not None:

@@ -7,7 +7,12 @@ Phases, as in the ZAB paper and ZooKeeper's implementation:
   proposes epoch = max(acceptedEpoch) + 1 (LeaderInfo) and collects AckEpoch;
 * synchronisation: the leader brings each follower to its history by DIFF, TRUNC then DIFF, or
   SNAP, then NewLeader; a quorum of NewLeader acks establishes the epoch (UpToDate);
-* broadcast: Proposal -> Ack from a quorum -> Commit, zxid = epoch << 32 | counter.
+* broadcast: Proposal -> Ack from a quorum -> Commit, zxid = epoch << 32 | counter. Acks and
+  commits are cumulative, as Raft's match and commit indexes are: a follower acks the newest
+  zxid of each durable batch (it logs proposals in the order the leader sent them, so that
+  covers every earlier one), and the leader sends one Commit for the newest zxid a quorum
+  holds after each round of acks. Per-txn acks and commits, as ZooKeeper sends them, cost
+  four messages per txn on a 3-node ensemble for no extra safety.
 
 The caller processes each ``Ready`` in this order (``Ready``'s fields say the same):
 1. ``persist_epochs``: write acceptedEpoch/currentEpoch durably;
@@ -98,7 +103,8 @@ class _Learner:
     """The leader's view of one follower."""
 
     __slots__ = ("server_id", "accepted_epoch", "last_zxid", "acked_epoch", "current_epoch",
-                 "synced", "up_to_date", "last_heard_ms", "newleader_zxid", "observer")
+                 "synced", "up_to_date", "last_heard_ms", "newleader_zxid", "observer",
+                 "acked_zxid")
 
     def __init__(self, server_id: int, now_ms: int) -> None:
         self.server_id = server_id
@@ -111,6 +117,7 @@ class _Learner:
         self.last_heard_ms = now_ms
         self.newleader_zxid = -1
         self.observer = False
+        self.acked_zxid = -1  # every proposal up to this one is durable at the learner
 
 
 class ZabPeer:
@@ -149,8 +156,9 @@ class ZabPeer:
         self.epoch = 0
         self.proposed_epoch = False
         self.established = False
-        self.outstanding: dict[int, set[int]] = {}
-        self.outstanding_txns: dict[int, tuple] = {}
+        # Proposed, not yet committed: zxid -> (hdr, txn), in zxid order (dicts keep the order
+        # of insertion, and proposals are made in zxid order).
+        self.outstanding: dict[int, tuple] = {}
         self.pending_syncs: dict[int, list[tuple[int, int, int]]] = {}
         # following
         self.follow_phase = ""
@@ -224,7 +232,6 @@ class ZabPeer:
         self.established = False
         self.proposed_epoch = False
         self.outstanding.clear()
-        self.outstanding_txns.clear()
         self.pending_syncs.clear()
         self.pending_reconfig = None
         self.follow_phase = ""
@@ -491,6 +498,7 @@ class ZabPeer:
         learner.acked_epoch = False
         learner.synced = False
         learner.up_to_date = False
+        learner.acked_zxid = -1  # a resync may cut its log: earlier acks count no more
         if self.proposed_epoch:
             self._send(sender, m.LeaderInfo(self.epoch))
         else:
@@ -554,8 +562,7 @@ class ZabPeer:
             self._send(sid, m.SyncSnap(commit))
         if not learner.observer:
             # Observers get outstanding txns as Inform once they commit.
-            for zxid in sorted(self.outstanding):
-                hdr, txn = self.outstanding_txns[zxid]
+            for hdr, txn in self.outstanding.values():
                 self._send(sid, m.Proposal(hdr, txn))
         learner.synced = True
         learner.newleader_zxid = self.epoch << EPOCH_SHIFT
@@ -578,9 +585,8 @@ class ZabPeer:
             else:
                 self._check_established()
             return
-        acks = self.outstanding.get(message.zxid)
-        if acks is not None:
-            acks.add(sender)
+        if message.zxid > learner.acked_zxid:
+            learner.acked_zxid = message.zxid
             self._commit_ready()
 
     def _check_established(self) -> None:
@@ -597,8 +603,7 @@ class ZabPeer:
         assert self.state == m.LEADING and self.established, "propose on a non-leader"
         zxid = hdr.zxid
         self._log_append(hdr, txn)
-        self.outstanding[zxid] = set()
-        self.outstanding_txns[zxid] = (hdr, txn)
+        self.outstanding[zxid] = (hdr, txn)
         if hdr.type == RECONFIG_TXN_TYPE:
             membership = parse_membership(txn.data.decode())
             if membership is not None:
@@ -609,32 +614,49 @@ class ZabPeer:
                 self._send(sid, proposal)
 
     def _commit_ready(self) -> None:
-        while self.outstanding:
-            zxid = min(self.outstanding)
-            acks = self.outstanding[zxid]
-            votes = set(acks)
-            if self.durable_zxid >= zxid:
-                votes.add(self.my_id)
+        """Commit, in zxid order, every outstanding proposal a quorum holds; then one Commit
+        for the newest to the followers (a SyncReply waits for the Commit it follows)."""
+        outstanding = self.outstanding
+        committed = None
+        while outstanding:
+            zxid = next(iter(outstanding))
+            votes = self._votes_for(zxid)
             if not self.quorum.reached(votes):
-                return
+                break
             if self.pending_reconfig is not None and self.pending_reconfig[0] == zxid \
                     and not self.pending_reconfig[1].reached(votes):
-                return
-            del self.outstanding[zxid]
-            hdr, txn = self.outstanding_txns.pop(zxid)
+                break
+            hdr, txn = outstanding.pop(zxid)
             self._commit_to(zxid)
-            commit = m.Commit(zxid)
-            inform = None
-            for sid, learner in sorted(self.learners.items()):
-                if not learner.synced:
-                    continue
-                if learner.observer:
-                    inform = inform or m.Inform(hdr, txn)
-                    self._send(sid, inform)
-                else:
-                    self._send(sid, commit)
-            for waiter_sid, session_id, xid in self.pending_syncs.pop(zxid, ()):
-                self._send(waiter_sid, m.SyncReply(session_id, xid))
+            committed = zxid
+            self._inform_observers(hdr, txn)
+            waiters = self.pending_syncs.pop(zxid, ())
+            if waiters:
+                self._send_commit(zxid)
+                committed = None
+                for waiter_sid, session_id, xid in waiters:
+                    self._send(waiter_sid, m.SyncReply(session_id, xid))
+        if committed is not None:
+            self._send_commit(committed)
+
+    def _votes_for(self, zxid: int) -> set[int]:
+        votes = {sid for sid, learner in self.learners.items() if learner.acked_zxid >= zxid}
+        if self.durable_zxid >= zxid:
+            votes.add(self.my_id)
+        return votes
+
+    def _send_commit(self, zxid: int) -> None:
+        commit = m.Commit(zxid)
+        for sid, learner in sorted(self.learners.items()):
+            if learner.synced and not learner.observer:
+                self._send(sid, commit)
+
+    def _inform_observers(self, hdr, txn) -> None:
+        inform = None
+        for sid, learner in sorted(self.learners.items()):
+            if learner.synced and learner.observer:
+                inform = inform or m.Inform(hdr, txn)
+                self._send(sid, inform)
 
     def _on_forward(self, sender: int, message: m.Forward) -> None:
         # Only from a synced learner: a request that sat in a connection we gave up on must
@@ -702,9 +724,11 @@ class ZabPeer:
                 self._maybe_ack_newleader()
                 return
             if self.follow_phase == "broadcast" or self.ack_newleader_when_durable is None:
-                for logged in self.logged_between(self.last_acked_zxid, zxid):
-                    if epoch_of(logged) == self.current_epoch or self.follow_phase == "broadcast":
-                        self._send(self.leader_id, m.Ack(logged))
+                # One cumulative ack for the batch: its newest zxid (while syncing, only a
+                # proposal of the new epoch is acked; those are the newest entries).
+                fresh = self.logged_between(self.last_acked_zxid, zxid)
+                if fresh and (self.follow_phase == "broadcast" or epoch_of(fresh[-1]) == self.current_epoch):
+                    self._send(self.leader_id, m.Ack(fresh[-1]))
             self._maybe_ack_newleader()
             self.last_acked_zxid = zxid
             if self.follow_phase == "broadcast" and self.leader_commit_zxid > self.applied_zxid:

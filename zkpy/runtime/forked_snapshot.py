@@ -37,7 +37,12 @@ def available() -> bool:
 def start(tree) -> tuple[int, int]:
     """Fork a child that encodes ``tree``; returns (child pid, read end of its pipe)."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:  # the child: never returns
         status = 1
         try:

@@ -455,8 +455,9 @@ class Server:
         sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
         loop = asyncio.get_running_loop()
         try:
-            if forked_snapshot.available():
-                pid, read_fd = forked_snapshot.start(tree)
+            child = self._fork_snapshot_child(tree)
+            if child is not None:
+                pid, read_fd = child
                 self._snapshot_child = pid
                 self._snapshot_write = loop.run_in_executor(
                     None, self._write_forked_snapshot, pid, read_fd, start_zxid, sessions, now_ms())
@@ -478,6 +479,17 @@ class Server:
         finally:
             self._snapshot_task = None
             self._snapshot_child = None
+
+    def _fork_snapshot_child(self, tree) -> tuple[int, int] | None:
+        """(pid, pipe) of a child encoding ``tree``; None where fork is unavailable or fails
+        (e.g. out of memory), and the loop encodes a fuzzy snapshot instead."""
+        if not forked_snapshot.available():
+            return None
+        try:
+            return forked_snapshot.start(tree)
+        except OSError as error:
+            log.warning("cannot fork a snapshot child; encoding in the server", error=repr(error))
+            return None
 
     def _write_forked_snapshot(self, pid, read_fd, zxid, sessions, time_ms) -> dict:
         """Worker thread: take the child's chunks, then store them as _write_snapshot does."""

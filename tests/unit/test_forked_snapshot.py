@@ -1,0 +1,69 @@
+"""Snapshots encoded by a forked child (zkpy.runtime.forked_snapshot): the stream carries the
+whole tree as it stood at the fork, and a child that dies early yields no snapshot."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from jute import OpCode
+from jute import records as r
+from zkpy.core import CoreSettings, ServerCore
+from zkpy.runtime import forked_snapshot
+from zkpy.storage import fuzzy
+from zkpy.storage.recovery import restore
+from zkpy.storage.txnlog import TxnLog
+from tests.unit.core_harness import CoreHarness, create
+
+pytestmark = pytest.mark.skipif(not forked_snapshot.available(), reason="needs os.fork")
+
+
+def _tree_view(tree):
+    return {path: (node.data, node.acl, node.stat()) for path, node in tree.nodes.items()}
+
+
+def _populated_harness(count: int) -> CoreHarness:
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/flat", b""))
+    for index in range(count):
+        h.call(c, OpCode.create, create(f"/flat/n{index}", b"x" * 30))
+    h.call(c, OpCode.create, create("/e", b"", flags=1))  # an ephemeral, for the session list
+    h.call(c, OpCode.setData, r.SetDataRequest("/flat/n3", b"changed", -1))
+    return h
+
+
+def test_child_snapshot_restores_the_tree_as_it_was_at_the_fork(tmp_path, monkeypatch):
+    # Small chunks, so the stream carries many of them.
+    monkeypatch.setattr(fuzzy, "CHUNK_BYTES", 500)
+    h = _populated_harness(300)
+    before = _tree_view(h.core.tree)
+    zxid = h.core.tree.last_zxid
+    pid, read_fd = forked_snapshot.start(h.core.tree)
+    # The parent changes its tree at once: the child's copy must not see it.
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/after-fork", b""))
+    chunks, count = forked_snapshot.receive(pid, read_fd)
+    assert len(chunks) > 10 and count == len(before)
+    txn_log = TxnLog(tmp_path / "db")
+    sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
+    txn_log.write_snapshot_chunks(zxid, chunks, count, sessions, h.now_ms)
+    fresh = ServerCore(CoreSettings(), h.now_ms)
+    info = restore(fresh, txn_log, h.now_ms)
+    txn_log.close()
+    assert info["snapshot_zxid"] == zxid and info["nodes"] == count
+    assert _tree_view(fresh.tree) == before
+
+
+def test_a_child_killed_mid_stream_gives_no_snapshot():
+    # More than a pipe buffer (64 KB) of nodes: nobody reads yet, so the child is still
+    # blocked writing when the kill comes.
+    h = _populated_harness(3000)
+    pid, read_fd = forked_snapshot.start(h.core.tree)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(forked_snapshot.SnapshotChildFailed):
+        forked_snapshot.receive(pid, read_fd)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind

@@ -351,20 +351,43 @@ class Server:
         if not self._sync_in_flight:
             batch = self.core.take_log_batch()
             if batch:
+                if self._sync_inline(batch):
+                    return  # durable, applied and flushed again (_batch_durable)
                 self._sync_in_flight = True
                 future = asyncio.get_running_loop().run_in_executor(None, self.txn_log.append, batch)
                 future.add_done_callback(lambda f, b=batch: self._synced(f, b))
         self._send_outbox()
         self._apply_backpressure()
 
+    def _sync_inline(self, batch: list) -> bool:
+        """A lone write, with no other session waiting, is synced on the loop thread: there is
+        nothing to overlap with the fsync, and the two thread hand-offs of the worker path
+        (~55 us of a ~250 us write at 1 session x depth 1) are saved. Batches of more go to
+        the worker, so reads and prep carry on during their fsync."""
+        if len(batch) != 1 or len(self.core.pending) > 1:
+            return False
+        try:
+            self.txn_log.append(batch)
+        except Exception as error:  # noqa: BLE001 - any failure means the log is not durable
+            self._log_failed(error)
+            return True
+        self._batch_durable(batch)
+        return True
+
     def _synced(self, future: asyncio.Future, batch: list) -> None:
         self._sync_in_flight = False
         error = future.exception()
         if error is not None:
-            # A log that cannot be written cannot promise durability: stop, as ZooKeeper does.
-            log.critical("transaction log write failed; shutting down", error=repr(error))
-            self.stop()
+            self._log_failed(error)
             return
+        self._batch_durable(batch)
+
+    def _log_failed(self, error: BaseException) -> None:
+        # A log that cannot be written cannot promise durability: stop, as ZooKeeper does.
+        log.critical("transaction log write failed; shutting down", error=repr(error))
+        self.stop()
+
+    def _batch_durable(self, batch: list) -> None:
         self.core.log_durable(batch, now_ms())
         self.txn_count += len(batch)
         self.txns_since_snapshot += len(batch)

@@ -82,3 +82,24 @@ def test_observers_follow_commits_without_voting(seed_count):
         except Exception as error:
             raise AssertionError(f"simulation seed {seed} (3+2 observers) failed: {error}") from error
         assert all(sim.nodes[o].node.peer.state == "observing" for o in sim.observers)
+
+
+def test_a_member_that_promised_a_later_epoch_still_rejoins():
+    """A member that acked the epoch of a leader that never established it (here: its stored
+    acceptedEpoch is set past the ensemble's) refuses the established leader's epoch. The leader
+    steps down and the next election proposes an epoch it accepts (seed 1922 of the observer
+    test once hung this way)."""
+    sim = Simulation(seed=3, size=3)
+    sim.add_clients(3)
+    sim.run_until(3_000)
+    leader = next(sid for sid, n in sim.nodes.items() if n.node.role == "leader")
+    follower = next(sid for sid in sim.nodes if sid != leader)
+    epoch = sim.nodes[leader].node.peer.epoch
+    sim.nodes[follower].crash()
+    sim.run_until(4_000)
+    storage = sim.nodes[follower].storage
+    storage.persist_epochs(epoch + 3, storage.current_epoch)
+    sim.nodes[follower].restart()
+    sim.converge()
+    sim.check_final_state()
+    assert all(n.node.peer.current_epoch > epoch for n in sim.nodes.values())

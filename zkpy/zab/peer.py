@@ -489,6 +489,12 @@ class ZabPeer:
             return
         if message.observer != (sender in self.settings.observers):
             return  # a member claiming the wrong role (a joining server follows without a vote)
+        if self.proposed_epoch and message.accepted_epoch > self.epoch:
+            # It promised a later epoch to a leader that never established it, so it refuses
+            # ours, and would refuse it at every retry. Step down: the next election proposes
+            # an epoch past every promise it hears of, and everyone can follow that one.
+            self.start_election()
+            return
         if sender not in self.learners or self.learners[sender].synced:
             self.ready.reset_outgoing.append(sender)
         learner = self._learner(sender)

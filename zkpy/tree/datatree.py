@@ -15,7 +15,7 @@ from typing import NamedTuple
 from jute import EventType, OpCode, Perms
 from jute import records as r
 from zkpy.tree import paths
-from jute.opcodes import TXN_RECORDS
+from zkpy.tree.txncodec import decode_sub_txn
 from zkpy.tree.ephemeral import CONTAINER_OWNER, is_session_owner, ttl_of, ttl_owner
 
 OPEN_ACL = (r.ACL(int(Perms.ALL), r.Id("world", "anyone")),)
@@ -81,6 +81,18 @@ class TxnResult(NamedTuple):
     stat: r.Stat | None
     changes: tuple
     sub_results: tuple = ()
+
+
+def _owner_of(txn_type: int, txn, session_id: int) -> int:
+    """The ephemeral_owner a create gives its node (0: persistent)."""
+    if txn_type == OpCode.createContainer:
+        return CONTAINER_OWNER
+    if txn_type == OpCode.createTTL:
+        return ttl_owner(txn.ttl_ms)
+    return session_id if txn.ephemeral else 0
+
+
+_MULTI = int(OpCode.multi)
 
 
 class DataTree:
@@ -157,39 +169,52 @@ class DataTree:
             self.last_zxid = hdr.zxid
         return result
 
-    _CREATES = frozenset((OpCode.create, OpCode.create2, OpCode.createContainer, OpCode.createTTL))
-    _ON_EXISTING = frozenset((OpCode.delete, OpCode.deleteContainer, OpCode.setData,
-                              OpCode.setACL, OpCode.reconfig))
+    # Plain ints: membership tests of IntEnum members cost more per replayed txn.
+    _CREATES = frozenset(map(int, (OpCode.create, OpCode.create2, OpCode.createContainer,
+                                   OpCode.createTTL)))
+    _ON_EXISTING = frozenset(map(int, (OpCode.delete, OpCode.deleteContainer, OpCode.setData,
+                                       OpCode.setACL, OpCode.reconfig)))
 
     def apply_replayed(self, hdr: r.TxnHeader, txn) -> None:
         """Apply a txn read back from the log over a snapshot that may be fuzzy (taken while
         txns kept applying): a create whose node the snapshot already has, or a change to a
         node it no longer has, is skipped, as ZooKeeper's replay does. Every txn carries
-        absolute values (versions, parent cversion), so what remains ends in the same tree."""
-        if hdr.type == OpCode.multi:
+        absolute values (versions, parent cversion), so what remains ends in the same tree.
+        Nothing is reported (no results, no watch triggers): replay has nobody to tell."""
+        zxid, time_ms, session_id = hdr.zxid, hdr.time_ms, hdr.client_id
+        if hdr.type == _MULTI:
             for sub in txn.txns:
-                record = TXN_RECORDS[sub.type].decode(sub.data)
-                self.apply_replayed(hdr._replace(type=sub.type), record)
-            self.last_zxid = max(self.last_zxid, hdr.zxid)
-            return
+                self._replay_one(sub.type, zxid, time_ms, session_id,
+                                 decode_sub_txn(sub.type, sub.data))
+        else:
+            self._replay_one(hdr.type, zxid, time_ms, session_id, txn)
+        if zxid > self.last_zxid:
+            self.last_zxid = zxid
+
+    def _replay_one(self, txn_type, zxid, time_ms, session_id, txn) -> None:
         path = getattr(txn, "path", None)
-        if hdr.type in self._CREATES and (path in self.nodes or paths.parent_of(path) not in self.nodes):
-            # The parent may have been encoded before this create while the child (deleted and
-            # created again later) was encoded after: the parent still takes the txn's cversion
-            # and pzxid, as ZooKeeper's replay does on NODEEXISTS.
-            self._raise_parent_counters(path, getattr(txn, "parent_cversion", -1), hdr.zxid)
-            self.last_zxid = max(self.last_zxid, hdr.zxid)
+        if txn_type in self._CREATES:
+            if path in self.nodes or paths.parent_of(path) not in self.nodes:
+                # The parent may have been encoded before this create while the child (deleted
+                # and created again later) was encoded after: the parent still takes the txn's
+                # cversion and pzxid, as ZooKeeper's replay does on NODEEXISTS.
+                self._raise_parent_counters(path, getattr(txn, "parent_cversion", -1), zxid)
+                return
+            owner = _owner_of(txn_type, txn, session_id)
+            self._insert_node(path, txn.data, txn.acl, owner, txn.parent_cversion, zxid, time_ms)
             return
-        if hdr.type in self._ON_EXISTING and path not in self.nodes:
-            if hdr.type in self._DELETES:
+        if txn_type in self._ON_EXISTING and path not in self.nodes:
+            if txn_type in self._DELETES:
                 # Deleted after its parent was encoded but before it was: the parent's pzxid
                 # must still record the deletion.
-                self._raise_parent_counters(path, -1, hdr.zxid)
-            self.last_zxid = max(self.last_zxid, hdr.zxid)
+                self._raise_parent_counters(path, -1, zxid)
             return
-        self.apply(hdr, txn)
+        handler = self._HANDLERS.get(txn_type)
+        if handler is None:
+            raise ValueError(f"no handler for txn type {txn_type}")
+        handler(self, zxid, time_ms, session_id, txn_type, txn)
 
-    _DELETES = frozenset((OpCode.delete, OpCode.deleteContainer))
+    _DELETES = frozenset(map(int, (OpCode.delete, OpCode.deleteContainer)))
 
     def _raise_parent_counters(self, path: str, parent_cversion: int, zxid: int) -> None:
         """Fuzzy replay: counters only ever grow, so a skipped txn's values win when newer."""
@@ -202,43 +227,46 @@ class DataTree:
             parent.pzxid = zxid
 
     def _apply_create(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
-        owner = 0
-        if txn_type == OpCode.createContainer:
-            owner = CONTAINER_OWNER
-        elif txn_type == OpCode.createTTL:
-            owner = ttl_owner(txn.ttl_ms)
-        elif txn.ephemeral:
-            owner = session_id
-        return self.create_node(txn.path, txn.data, txn.acl, owner, txn.parent_cversion, zxid,
-                                time_ms, txn_type)
+        return self.create_node(txn.path, txn.data, txn.acl, _owner_of(txn_type, txn, session_id),
+                                txn.parent_cversion, zxid, time_ms, txn_type)
 
     def create_node(self, path, data, acl, owner, parent_cversion, zxid, time_ms,
                     txn_type=OpCode.create) -> TxnResult:
-        parent_path = paths.parent_of(path)
-        parent = self.nodes[parent_path]
-        name = paths.name_of(path)
-        node = Node(data, self.intern_acl(acl), zxid, zxid, time_ms, time_ms, 0, 0, 0, owner, zxid)
-        if parent.children is None:
-            parent.children = set()
-        parent.children.add(name)
-        if parent_cversion == -1:
-            parent_cversion = parent.cversion + 1
-        if parent_cversion > parent.cversion:
-            parent.cversion = parent_cversion
-            parent.pzxid = zxid
-        self.nodes[path] = node
-        if owner == CONTAINER_OWNER:
-            self.containers.add(path)
-        elif ttl_of(owner):
-            self.ttls.add(path)
-        elif owner:
-            self.ephemerals.setdefault(owner, set()).add(path)
+        node, parent, parent_path = self._insert_node(path, data, acl, owner, parent_cversion,
+                                                      zxid, time_ms)
         # Inside a multi ZooKeeper reports create2 as a plain create, and createTTL and
         # createContainer as create2 (path and Stat); top-level replies follow the opcode.
         result_type = OpCode.create if txn_type in (OpCode.create, OpCode.create2) else OpCode.create2
         return TxnResult(result_type, 0, path, node.stat(),
                          ((NODE_CREATED, path, node.acl),
                           (NODE_CHILDREN_CHANGED, parent_path, parent.acl)))
+
+    def _insert_node(self, path, data, acl, owner, parent_cversion, zxid, time_ms):
+        """The tree changes of a create; returns (node, parent, parent path)."""
+        cut = path.rfind("/")
+        parent_path = path[:cut] if cut > 0 else "/"
+        parent = self.nodes[parent_path]
+        node = Node(data, self.intern_acl(acl), zxid, zxid, time_ms, time_ms, 0, 0, 0, owner, zxid)
+        if parent.children is None:
+            parent.children = set()
+        parent.children.add(path[cut + 1:])
+        if parent_cversion == -1:
+            parent_cversion = parent.cversion + 1
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        self.nodes[path] = node
+        if owner:
+            self._index_owner(path, owner)
+        return node, parent, parent_path
+
+    def _index_owner(self, path: str, owner: int) -> None:
+        if owner == CONTAINER_OWNER:
+            self.containers.add(path)
+        elif ttl_of(owner):
+            self.ttls.add(path)
+        else:
+            self.ephemerals.setdefault(owner, set()).add(path)
 
     def _apply_delete(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         return self.delete_node(txn.path, zxid)
@@ -303,7 +331,7 @@ class DataTree:
         results = []
         changes = []
         for sub in txn.txns:
-            record = TXN_RECORDS[sub.type].decode(sub.data)
+            record = decode_sub_txn(sub.type, sub.data)
             handler = self._HANDLERS[sub.type]
             result = handler(self, zxid, time_ms, session_id, sub.type, record)
             results.append(result)

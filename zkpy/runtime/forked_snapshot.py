@@ -3,7 +3,7 @@
 ``os.fork`` gives the child a copy-on-write image of the tree exactly as it stands at the fork:
 the snapshot is consistent as of the last applied zxid, not fuzzy, and encoding it (seconds for a
 million znodes) runs on another core while the parent keeps serving. The child streams chunks of
-SnapshotNode records through a pipe; a worker thread of the parent reads them, reaps the child
+format-2 snapshot chunks through a pipe; a worker thread of the parent reads them, reaps the child
 and hands the chunks to the log store. Nothing in the child touches the event loop, RocksDB or
 the logger: it encodes, writes to its pipe and leaves with ``os._exit``.
 
@@ -18,12 +18,14 @@ import gc
 import os
 import signal
 import struct
+from typing import Callable
 
-from zkpy.storage.fuzzy import FuzzySnapshot
+from zkpy.storage.fuzzy import CHUNK_BYTES
+from zkpy.storage.snapcodec import encode_in_order
 
 _LENGTH = struct.Struct(">I")
 _COUNT = struct.Struct(">Q")
-CHILD_SLICE_NODES = 50_000  # nodes encoded between writes to the pipe
+PIECE_NODES = 4096  # nodes added to a chunk at a time (a chunk ends past CHUNK_BYTES)
 
 
 class SnapshotChildFailed(Exception):
@@ -64,14 +66,11 @@ def _child(tree, read_fd: int, write_fd: int) -> None:
     # parent closes must close now, not when this child exits.
     os.closerange(3, write_fd)
     os.closerange(write_fd + 1, os.sysconf("SC_OPEN_MAX"))
-    snapshot = FuzzySnapshot(tree)
-    done = False
-    while not done:
-        done = snapshot.step(CHILD_SLICE_NODES)
-        for chunk in snapshot.chunks:
-            _write_all(write_fd, _LENGTH.pack(len(chunk)) + chunk)
-        snapshot.chunks.clear()
-    _write_all(write_fd, _LENGTH.pack(0) + _COUNT.pack(snapshot.node_count))
+    # The child's copy never changes: its chunks are encoded in the dict's order (parents
+    # first), with no walk over children.
+    for chunk in encode_in_order(tree.nodes, CHUNK_BYTES, PIECE_NODES):
+        _write_all(write_fd, _LENGTH.pack(len(chunk)) + chunk)
+    _write_all(write_fd, _LENGTH.pack(0) + _COUNT.pack(len(tree.nodes)))
     os.close(write_fd)
 
 
@@ -81,10 +80,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def receive(pid: int, read_fd: int) -> tuple[list[bytes], int]:
-    """Worker thread: read the child's chunks until its trailer, then reap it. Raises
-    SnapshotChildFailed if the stream is cut short or the child exits with an error."""
-    chunks: list[bytes] = []
+def receive(pid: int, read_fd: int, on_chunk: Callable[[bytes], None]) -> int:
+    """Worker thread: hand the child's chunks to ``on_chunk`` as they come, until its
+    trailer, then reap it; returns the node count. Raises SnapshotChildFailed if the stream
+    is cut short or the child exits with an error."""
     count = None
     try:
         with os.fdopen(read_fd, "rb", buffering=1 << 20) as stream:
@@ -101,12 +100,12 @@ def receive(pid: int, read_fd: int) -> tuple[list[bytes], int]:
                 chunk = stream.read(length)
                 if len(chunk) < length:
                     break
-                chunks.append(chunk)
+                on_chunk(chunk)
     finally:
         status = reap(pid)
     if count is None or status != 0:
         raise SnapshotChildFailed(f"snapshot child {pid} ended early (wait status {status})")
-    return chunks, count
+    return count
 
 
 def reap(pid: int) -> int:

@@ -515,9 +515,17 @@ class Server:
             return None
 
     def _write_forked_snapshot(self, pid, read_fd, zxid, sessions, time_ms) -> dict:
-        """Worker thread: take the child's chunks, then store them as _write_snapshot does."""
-        chunks, count = forked_snapshot.receive(pid, read_fd)
-        return self._write_snapshot(zxid, chunks, count, sessions, time_ms)
+        """Worker thread: store the child's chunks as they come (writing overlaps encoding),
+        then its metadata; then purge as _write_snapshot does."""
+        writer = self.txn_log.snapshot_writer(zxid)
+        try:
+            count = forked_snapshot.receive(pid, read_fd, writer.add)
+        except BaseException:
+            writer.abandon()
+            raise
+        meta = writer.commit(count, sessions, time_ms)
+        self.txn_log.purge(self.config.snap_retain_count)
+        return meta
 
     SNAPSHOT_SLICE_NODES = 2_000  # ~10-40 ms of encoding between loop turns
 

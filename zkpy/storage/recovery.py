@@ -6,8 +6,6 @@ from typing import Callable
 
 import structlog
 
-from zkpy.storage.records import node_from_record
-
 log = structlog.get_logger("zkpy.recovery")
 
 
@@ -19,15 +17,8 @@ def restore(core, txn_log, now_ms: int, progress: Callable[[str, int], None] | N
     if snapshots:
         meta = snapshots[0]
         snapshot_zxid = meta["zxid"]
-        nodes, sessions = txn_log.read_snapshot(meta)
-        tree = core.tree
-        tree.clear()
-        for record in nodes:
-            tree.load_node(record.path, node_from_record(record))
-            node_count += 1
-            if progress and node_count % 100_000 == 0:
-                progress("snapshot", node_count)
-        tree.last_zxid = snapshot_zxid
+        node_count, sessions = txn_log.load_snapshot(
+            meta, core.tree, progress and (lambda count: progress("snapshot", count)))
         for session in sessions:
             core.sessions.add(session.session_id, session.timeout_ms, now_ms)
         log.info("snapshot loaded", zxid=hex(snapshot_zxid), nodes=node_count,

@@ -14,7 +14,6 @@ from rocksdict import WriteBatch
 
 from zkpy.ensemble.storage import decode_snapshot
 from zkpy.storage.txnlog import LOG_PREFIX, TxnLog, _u64
-from zkpy.storage.records import node_from_record
 from zkpy.tree.datatree import DataTree
 
 EPOCHS_KEY = b"epochs"
@@ -117,10 +116,6 @@ class RocksStorage:
         if not snapshots:
             return DataTree(), [], 0
         meta = snapshots[0]
-        nodes, sessions = self.txn_log.read_snapshot(meta)
         tree = DataTree()
-        tree.clear()
-        for record in nodes:
-            tree.load_node(record.path, node_from_record(record))
-        tree.last_zxid = meta["zxid"]
+        _, sessions = self.txn_log.load_snapshot(meta, tree)
         return tree, [(s.session_id, s.timeout_ms) for s in sessions], meta["zxid"]

@@ -378,7 +378,12 @@ class DataTree:
             if parent.children is None:
                 parent.children = set()
             parent.children.add(paths.name_of(path))
-        owner = node.ephemeral_owner
+        if node.ephemeral_owner:
+            self.index_loaded_owner(path, node.ephemeral_owner)
+
+    def index_loaded_owner(self, path: str, owner: int) -> None:
+        """Index a loaded node by its non-zero ephemeral_owner (containers, TTL nodes and
+        session ephemerals; anything else is not indexed)."""
         if owner == CONTAINER_OWNER:
             self.containers.add(path)
         elif ttl_of(owner):

@@ -1,0 +1,179 @@
+"""Snapshot format 2 (columnar chunks): round trips, many chunks, and format-1 snapshots
+written before it still load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jute import OpCode
+from jute import records as r
+from zkpy.core import CoreSettings, ServerCore
+from zkpy.storage import snapcodec
+from zkpy.storage.recovery import restore
+from zkpy.storage.records import encode_node
+from zkpy.storage.txnlog import META_PREFIX, SNAPSHOT_PREFIX, TxnLog, _CHUNK, _u64
+from zkpy.tree.datatree import DataTree
+from zkpy.tree.ephemeral import CONTAINER_OWNER, ttl_owner
+from tests.unit.core_harness import CoreHarness, create
+
+_DIGEST = (r.ACL(1, r.Id("digest", "u:hash")),)
+
+
+def _tree_view(tree):
+    return {path: (node.data, tuple(node.acl), node.stat()) for path, node in tree.nodes.items()}
+
+
+def _varied_tree() -> DataTree:
+    """Null, empty and binary data, several ACLs, ephemeral, container and TTL owners."""
+    tree = DataTree()
+    tree.create_node("/a", b"", tree.nodes["/"].acl, 0, -1, 1, 10)
+    tree.create_node("/a/null", None, _DIGEST, 0, -1, 2, 11)
+    tree.create_node("/a/bin", bytes(range(256)), _DIGEST, 0, -1, 3, 12)
+    tree.create_node("/a/eph", b"e", tree.nodes["/"].acl, 0x1234, -1, 4, 13)
+    tree.create_node("/c", b"", tree.nodes["/"].acl, CONTAINER_OWNER, -1, 5, 14)
+    tree.create_node("/t", b"t", tree.nodes["/"].acl, ttl_owner(5000), -1, 6, 15)
+    tree.create_node("/a/\u00e9t\u00e9", b"utf", tree.nodes["/"].acl, 0, -1, 7, 16)
+    tree.last_zxid = 7
+    return tree
+
+
+def _restored(txn_log) -> ServerCore:
+    fresh = ServerCore(CoreSettings(), 0)
+    restore(fresh, txn_log, 0)
+    return fresh
+
+
+def test_varied_tree_round_trips(tmp_path):
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    meta = txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), [(0x1234, 30000)], 0)
+    assert meta["format"] == snapcodec.FORMAT
+    fresh = _restored(txn_log)
+    assert _tree_view(fresh.tree) == _tree_view(tree)
+    assert fresh.tree.ephemerals == {0x1234: {"/a/eph"}}
+    assert fresh.tree.containers == {"/c"} and fresh.tree.ttls == {"/t"}
+    assert fresh.tree.nodes["/a/null"].data is None
+    assert 0x1234 in fresh.sessions.sessions
+    txn_log.close()
+
+
+def test_encode_in_order_spanning_many_chunks(tmp_path):
+    h = CoreHarness()
+    c, _ = h.connect()
+    for top in range(5):
+        h.call(c, OpCode.create, create(f"/d{top}", b""))
+        for index in range(120):
+            h.call(c, OpCode.create, create(f"/d{top}/n{index}", b"x" * (index % 7)))
+    tree = h.core.tree
+    chunks = list(snapcodec.encode_in_order(tree.nodes, chunk_bytes=2000, piece_nodes=13))
+    assert len(chunks) > 20
+    txn_log = TxnLog(tmp_path / "db")
+    txn_log.write_snapshot_chunks(tree.last_zxid, chunks, tree.node_count(), [], 0)
+    fresh = _restored(txn_log)
+    assert _tree_view(fresh.tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_children_in_a_chunk_before_their_parent_are_linked_at_the_end():
+    tree = _varied_tree()
+    items = list(tree.nodes.items())
+    late = [(p, n) for p, n in items if p.startswith("/a/")]
+    early = [(p, n) for p, n in items if not p.startswith("/a/")]
+    chunks = []
+    for part in (early[:2], late, early[2:]):  # "/a" comes in the last chunk
+        encoder = snapcodec.ChunkEncoder()
+        encoder.add([p for p, _ in part], [n for _, n in part])
+        chunks.append(encoder.finish())
+    loaded = DataTree()
+    loaded.clear()
+    loader = snapcodec.TreeLoader(loaded)
+    for chunk in chunks:
+        loader.load_chunk(chunk)
+    loader.finish()
+    assert _tree_view(loaded) == _tree_view(tree)
+
+
+def test_a_missing_parent_is_reported():
+    tree = _varied_tree()
+    encoder = snapcodec.ChunkEncoder()
+    encoder.add(["/", "/a/bin"], [tree.nodes["/"], tree.nodes["/a/bin"]])
+    loaded = DataTree()
+    loaded.clear()
+    loader = snapcodec.TreeLoader(loaded)
+    loader.load_chunk(encoder.finish())
+    with pytest.raises(snapcodec.ChunkCorrupt):
+        loader.finish()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "magic", "extra"])
+def test_damaged_chunks_are_refused(damage):
+    tree = _varied_tree()
+    encoder = snapcodec.ChunkEncoder()
+    encoder.add(list(tree.nodes), list(tree.nodes.values()))
+    chunk = encoder.finish()
+    damaged = {"truncate": chunk[:-3], "magic": b"XXXX" + chunk[4:], "extra": chunk + b"\0"}[damage]
+    with pytest.raises(snapcodec.ChunkCorrupt):
+        snapcodec.decode_chunk(damaged)
+
+
+def _write_format1(txn_log: TxnLog, tree: DataTree, sessions_hex: str = "") -> None:
+    """A snapshot exactly as the code before format 2 wrote it."""
+    chunk = b"".join(encode_node(path, node) for path, node in tree.iter_nodes())
+    txn_log.db.put(SNAPSHOT_PREFIX + _CHUNK.pack(tree.last_zxid, 0), chunk)
+    meta = {"zxid": tree.last_zxid, "chunks": 1, "nodes": tree.node_count(),
+            "sessions": sessions_hex, "time_ms": 0}
+    txn_log.db.put(META_PREFIX + _u64(tree.last_zxid), json.dumps(meta).encode())
+
+
+def test_a_format1_snapshot_still_loads_and_a_new_snapshot_follows(tmp_path):
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    _write_format1(txn_log, tree)
+    fresh = _restored(txn_log)
+    assert _tree_view(fresh.tree) == _tree_view(tree)
+    assert fresh.tree.ephemerals == {0x1234: {"/a/eph"}}
+    # The dump tools read both formats as the same records.
+    old_records = list(txn_log.read_snapshot(txn_log.snapshots()[0])[0])
+    fresh.tree.last_zxid += 1
+    txn_log.write_snapshot(fresh.tree.last_zxid, fresh.tree.iter_nodes(), [], 0)
+    assert txn_log.snapshots()[0]["format"] == snapcodec.FORMAT
+    new_records = list(txn_log.read_snapshot(txn_log.snapshots()[0])[0])
+    assert sorted(new_records) == sorted(old_records)
+    assert _tree_view(_restored(txn_log).tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_forked_child_streams_a_snapshot_that_restores_the_tree(tmp_path, monkeypatch):
+    from zkpy.runtime import forked_snapshot
+
+    if not forked_snapshot.available():
+        pytest.skip("no fork here")
+    monkeypatch.setattr(forked_snapshot, "CHUNK_BYTES", 1000)  # many chunks
+    monkeypatch.setattr(forked_snapshot, "PIECE_NODES", 7)
+    h = CoreHarness()
+    c, _ = h.connect()
+    for index in range(300):
+        h.call(c, OpCode.create, create(f"/f{index % 3}" + ("" if index < 3 else f"/n{index}"), b"v"))
+    tree = h.core.tree
+    txn_log = TxnLog(tmp_path / "db")
+    writer = txn_log.snapshot_writer(tree.last_zxid)
+    pid, read_fd = forked_snapshot.start(tree)
+    count = forked_snapshot.receive(pid, read_fd, writer.add)
+    meta = writer.commit(count, [], 0)
+    assert meta["chunks"] > 10 and count == tree.node_count()
+    assert _tree_view(_restored(txn_log).tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_an_abandoned_snapshot_leaves_nothing(tmp_path):
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    writer = txn_log.snapshot_writer(tree.last_zxid)
+    for chunk in snapcodec.encode_in_order(tree.nodes, chunk_bytes=10, piece_nodes=1):
+        writer.add(chunk)
+    writer.abandon()
+    assert txn_log.snapshots() == []
+    assert not any(key.startswith(SNAPSHOT_PREFIX) for key in txn_log.db.keys())
+    txn_log.close()

@@ -78,6 +78,9 @@ class Prep:
         self.settings = settings
         self.outstanding: dict[str, ChangeRecord] = {}
         self._paths_by_zxid: dict[int, list[str]] = {}
+        # While a multi is prepared: (path, record it replaced or None) per change, to roll
+        # back a failed multi without copying every outstanding change per multi.
+        self._undo: list[tuple[str, ChangeRecord | None]] | None = None
         self.next_zxid = tree.last_zxid + 1
 
     # -- outstanding changes ---------------------------------------------------------------
@@ -99,6 +102,8 @@ class Prep:
         return record
 
     def _add_change(self, record: ChangeRecord) -> None:
+        if self._undo is not None:
+            self._undo.append((record.path, self.outstanding.get(record.path)))
         self.outstanding[record.path] = record
         self._paths_by_zxid.setdefault(record.zxid, []).append(record.path)
 
@@ -278,22 +283,25 @@ class Prep:
         # Sub-ops share the multi's zxid. On the first failure every change of the multi is
         # rolled back and the txn records which op failed (ZooKeeper's results: OK before it,
         # its code, RUNTIMEINCONSISTENCY after it).
-        saved = dict(self.outstanding)
         saved_paths = list(self._paths_by_zxid.get(zxid, ()))
         subs: list[tuple[int, object]] = []
         failed_at = -1
         failure = 0
-        for index, op in enumerate(ops):
-            handler = self._MULTI_HANDLERS.get(op.type)
-            try:
-                if handler is None:
-                    raise KeeperError(Err.UNIMPLEMENTED)
-                subs.append(handler(self, request, op.type, op.request, zxid))
-            except KeeperError as error:
-                failed_at, failure = index, error.code
-                break
+        self._undo = undo = []
+        try:
+            for index, op in enumerate(ops):
+                handler = self._MULTI_HANDLERS.get(op.type)
+                try:
+                    if handler is None:
+                        raise KeeperError(Err.UNIMPLEMENTED)
+                    subs.append(handler(self, request, op.type, op.request, zxid))
+                except KeeperError as error:
+                    failed_at, failure = index, error.code
+                    break
+        finally:
+            self._undo = None
         if failed_at >= 0:
-            self.outstanding = saved
+            self._roll_back(undo)
             if saved_paths:
                 self._paths_by_zxid[zxid] = saved_paths
             else:
@@ -302,6 +310,13 @@ class Prep:
             subs = [(OpCode.error, r.ErrorTxn(code)) for code in errors]
         txns = [r.Txn(int(t), _TXN_CODECS[t](txn)) for t, txn in subs]
         return OpCode.multi, r.MultiTxn(txns)
+
+    def _roll_back(self, undo: list[tuple[str, ChangeRecord | None]]) -> None:
+        for path, previous in reversed(undo):
+            if previous is None:
+                self.outstanding.pop(path, None)
+            else:
+                self.outstanding[path] = previous
 
     def _prep_create_session(self, request: Request, op_type: int, body, zxid: int):
         return OpCode.createSession, r.CreateSessionTxn(body)

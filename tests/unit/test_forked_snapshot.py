@@ -12,7 +12,6 @@ from jute import OpCode
 from jute import records as r
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.runtime import forked_snapshot
-from zkpy.storage import fuzzy
 from zkpy.storage.recovery import restore
 from zkpy.storage.txnlog import TxnLog
 from tests.unit.core_harness import CoreHarness, create
@@ -37,7 +36,8 @@ def _populated_harness(count: int) -> CoreHarness:
 
 def test_child_snapshot_restores_the_tree_as_it_was_at_the_fork(tmp_path, monkeypatch):
     # Small chunks, so the stream carries many of them.
-    monkeypatch.setattr(fuzzy, "CHUNK_BYTES", 500)
+    monkeypatch.setattr(forked_snapshot, "CHUNK_BYTES", 500)
+    monkeypatch.setattr(forked_snapshot, "PIECE_NODES", 5)
     h = _populated_harness(300)
     before = _tree_view(h.core.tree)
     zxid = h.core.tree.last_zxid
@@ -45,7 +45,8 @@ def test_child_snapshot_restores_the_tree_as_it_was_at_the_fork(tmp_path, monkey
     # The parent changes its tree at once: the child's copy must not see it.
     c, _ = h.connect()
     h.call(c, OpCode.create, create("/after-fork", b""))
-    chunks, count = forked_snapshot.receive(pid, read_fd)
+    chunks = []
+    count = forked_snapshot.receive(pid, read_fd, chunks.append)
     assert len(chunks) > 10 and count == len(before)
     txn_log = TxnLog(tmp_path / "db")
     sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
@@ -64,6 +65,6 @@ def test_a_child_killed_mid_stream_gives_no_snapshot():
     pid, read_fd = forked_snapshot.start(h.core.tree)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(forked_snapshot.SnapshotChildFailed):
-        forked_snapshot.receive(pid, read_fd)
+        forked_snapshot.receive(pid, read_fd, lambda chunk: None)
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind

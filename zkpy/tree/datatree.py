@@ -93,6 +93,7 @@ def _owner_of(txn_type: int, txn, session_id: int) -> int:
 
 
 _MULTI = int(OpCode.multi)
+_SET_DATA = int(OpCode.setData)
 
 
 class DataTree:
@@ -209,6 +210,9 @@ class DataTree:
                 # must still record the deletion.
                 self._raise_parent_counters(path, -1, zxid)
             return
+        if txn_type == _SET_DATA:  # the common replayed change: no result to build
+            self._set_data(self.nodes[path], txn, zxid, time_ms)
+            return
         handler = self._HANDLERS.get(txn_type)
         if handler is None:
             raise ValueError(f"no handler for txn type {txn_type}")
@@ -295,12 +299,16 @@ class DataTree:
 
     def _apply_set_data(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]
+        self._set_data(node, txn, zxid, time_ms)
+        return TxnResult(OpCode.setData, 0, txn.path, node.stat(),
+                         ((NODE_DATA_CHANGED, txn.path, node.acl),))
+
+    @staticmethod
+    def _set_data(node: Node, txn, zxid: int, time_ms: int) -> None:
         node.data = txn.data
         node.version = txn.version
         node.mzxid = zxid
         node.mtime = time_ms
-        return TxnResult(OpCode.setData, 0, txn.path, node.stat(),
-                         ((NODE_DATA_CHANGED, txn.path, node.acl),))
 
     def _apply_set_acl(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]

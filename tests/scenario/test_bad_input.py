@@ -483,7 +483,9 @@ def _refused(server) -> bool:
 def test_max_client_connections_per_address(server_factory, server_kind, clients):
     server = server_factory(server_kind, settings={"maxClientCnxns": "2"})
     first, second = clients(server), clients(server)
-    with pytest.raises(ConnectionClosed):
+    # Refused: closed after the handshake is sent, or, when the server is quicker, reset or
+    # broken while it is still being sent (seen with the reference under load).
+    with pytest.raises((ConnectionClosed, OSError)):
         RawClient("127.0.0.1", server.port)
     # A four-letter word from the same address is refused too.
     try:

@@ -241,7 +241,9 @@ class DataTree:
         # Inside a multi ZooKeeper reports create2 as a plain create, and createTTL and
         # createContainer as create2 (path and Stat); top-level replies follow the opcode.
         result_type = OpCode.create if txn_type in (OpCode.create, OpCode.create2) else OpCode.create2
-        return TxnResult(result_type, 0, path, node.stat(),
+        # A plain create answers with the path alone (in a multi too): no Stat to build.
+        stat = None if txn_type == OpCode.create else node.stat()
+        return TxnResult(result_type, 0, path, stat,
                          ((NODE_CREATED, path, node.acl),
                           (NODE_CHILDREN_CHANGED, parent_path, parent.acl)))
 
@@ -270,7 +272,11 @@ class DataTree:
         elif ttl_of(owner):
             self.ttls.add(path)
         else:
-            self.ephemerals.setdefault(owner, set()).add(path)
+            owned = self.ephemerals.get(owner)
+            if owned is None:
+                self.ephemerals[owner] = {path}
+            else:
+                owned.add(path)
 
     def _apply_delete(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         return self.delete_node(txn.path, zxid)

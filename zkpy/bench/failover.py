@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import struct
 import sys
@@ -46,7 +45,7 @@ from typing import Any, Callable
 
 from jute import records as r
 from jute.constants import CreateMode, Err, OpCode, Perms
-from jute.framing import frame
+from zkpy.bench import loadgen
 
 try:
     import uvloop
@@ -90,13 +89,7 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
-        transport.write(frame(r.ConnectRequest.encode(self.request)))
+        loadgen.send_handshake(transport, self.request)
 
     def connection_lost(self, exc) -> None:
         self.closed = True

@@ -103,6 +103,23 @@ class _Stats:
         self.lost_connections: list[str] = []
 
 
+def new_session_request(timeout_ms: int) -> r.ConnectRequest:
+    """The handshake of a brand-new session (no session id, no password, not read-only)."""
+    return r.ConnectRequest(protocol_version=0, last_zxid_seen=0, timeout_ms=timeout_ms,
+                            session_id=0, passwd=bytes(16), read_only=False)
+
+
+def send_handshake(transport: asyncio.Transport, request: r.ConnectRequest) -> None:
+    """Turn Nagle off (every generator here measures latency), then send the handshake."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+    transport.write(frame(r.ConnectRequest.encode(request)))
+
+
 class Session(asyncio.Protocol):
     """One ZooKeeper session on its own connection."""
 
@@ -131,17 +148,8 @@ class Session(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
         self.connected = asyncio.get_running_loop().create_future()
-        request = r.ConnectRequest(protocol_version=0, last_zxid_seen=0,
-                                   timeout_ms=self.requested_timeout_ms, session_id=0,
-                                   passwd=bytes(16), read_only=False)
-        transport.write(frame(r.ConnectRequest.encode(request)))
+        send_handshake(transport, new_session_request(self.requested_timeout_ms))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

@@ -93,7 +93,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import struct
 import sys
@@ -106,7 +105,6 @@ from typing import Any, Callable
 
 from jute import records as r
 from jute.constants import CreateMode, EventType, OpCode, Perms
-from jute.framing import frame
 from zkpy.bench import loadgen
 
 try:
@@ -369,17 +367,8 @@ class Client(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
         self.connected = asyncio.get_running_loop().create_future()
-        request = r.ConnectRequest(protocol_version=0, last_zxid_seen=0,
-                                   timeout_ms=self.requested_timeout_ms, session_id=0,
-                                   passwd=bytes(16), read_only=False)
-        transport.write(frame(r.ConnectRequest.encode(request)))
+        loadgen.send_handshake(transport, loadgen.new_session_request(self.requested_timeout_ms))
 
     def connection_lost(self, exc) -> None:
         self.lost = True

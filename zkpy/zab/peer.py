@@ -677,7 +677,7 @@ class ZabPeer:
         if self.state != m.LEADING or not self.established or learner is None or not learner.synced:
             return
         if self.outstanding:
-            last = max(self.outstanding)
+            last = next(reversed(self.outstanding))  # proposals are kept in zxid order
             self.pending_syncs.setdefault(last, []).append((sender, message.session_id, message.xid))
         else:
             self._send(sender, m.SyncReply(message.session_id, message.xid))

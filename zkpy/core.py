@@ -39,6 +39,7 @@ from zkpy.sessions.tracker import SessionTracker, session_password
 from zkpy.tree import acl as acls
 from zkpy.tree.datatree import DataTree, TxnResult
 from zkpy.tree.ephemeral import ttl_of
+from zkpy.tree.txncodec import decode_txn
 from zkpy.tree.watches import WatchManager
 
 log = structlog.get_logger("zkpy.core")
@@ -790,6 +791,13 @@ class ServerCore:
         elif hdr.type == OpCode.closeSession:
             self.sessions.remove(hdr.client_id)
         self.prep.next_zxid = max(self.prep.next_zxid, hdr.zxid + 1)
+
+    def replay_encoded(self, buf: bytes, now_ms: int) -> None:
+        """``replay`` for a txn as the log stores it (TxnHeader and record bytes). The tree
+        replays setData and multis, most of a log, without building generic records."""
+        if not self.tree.replay_encoded(buf):
+            hdr, txn = decode_txn(buf)
+            self.replay(hdr, txn, now_ms)
 
     def restored(self, now_ms: int) -> None:
         """After replay: sessions get a full timeout from now to reconnect."""

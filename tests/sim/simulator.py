@@ -19,7 +19,7 @@ from jute import records as r
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.ensemble.node import EnsembleNode
 from zkpy.ensemble.storage import MemoryStorage
-from zkpy.storage.txnlog import encode_txn
+from zkpy.tree.txncodec import encode_txn
 from zkpy.zab import messages as m
 from zkpy.zab.peer import PeerSettings, ZabPeer
 

@@ -55,3 +55,70 @@ def test_trailing_bytes_raise():
 def test_other_sub_txns_use_the_generic_codec():
     txn = r.SetDataTxn("/s", b"v", 3)
     assert txncodec.decode_sub_txn(int(OpCode.setData), r.SetDataTxn.encode(txn)) == txn
+
+
+# -- the replay path's readers -----------------------------------------------------------------
+
+def _logged(hdr: r.TxnHeader, txn) -> bytes:
+    return txncodec.encode_txn(hdr, txn)
+
+
+_HDR = r.TxnHeader(0x1234, 7, 0x500000001, 1_700_000_000_000, int(OpCode.setData))
+
+
+def test_a_logged_header_splits_as_the_generic_codec_reads_it():
+    buf = _logged(_HDR, r.SetDataTxn("/s", b"v", 3))
+    client_id, zxid, time_ms, txn_type, offset = txncodec.split_logged_txn(buf)
+    hdr, _ = txncodec.decode_txn(buf)
+    assert (client_id, zxid, time_ms, txn_type) == (hdr.client_id, hdr.zxid, hdr.time_ms, hdr.type)
+    assert r.SetDataTxn.decode(buf[offset:]) == r.SetDataTxn("/s", b"v", 3)
+
+
+@pytest.mark.parametrize("txn", [
+    r.SetDataTxn("/s", b"v", 3),
+    r.SetDataTxn("/a/\u00e9", b"", 0),
+    r.SetDataTxn("/big", bytes(range(256)) * 40, -1),
+])
+def test_set_data_decodes_as_the_generic_codec_does(txn):
+    buf = _logged(_HDR, txn)
+    assert txncodec.decode_set_data_txn(buf, 32) == tuple(txn)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda b: b[:-1],                      # truncated version
+    lambda b: b + b"\0",                   # trailing byte
+    lambda b: b[:32] + b"\xff\xff\xff\xff",  # null path, nothing after
+    lambda b: b[:32] + b"\0\0\0\x02\xff\xfe" + b[38:],  # path that is not UTF-8
+])
+def test_malformed_set_data_is_left_to_the_generic_codec(mangle):
+    buf = mangle(_logged(_HDR, r.SetDataTxn("/s", b"v", 3)))
+    assert txncodec.decode_set_data_txn(buf, 32) is None
+
+
+def test_null_data_is_left_to_the_generic_codec():
+    buf = _logged(_HDR, r.SetDataTxn("/s", None, 3))
+    assert txncodec.decode_set_data_txn(buf, 32) is None
+    assert txncodec.decode_txn(buf)[1] == r.SetDataTxn("/s", None, 3)
+
+
+def test_a_multi_splits_into_its_sub_txns():
+    subs = [r.Txn(int(OpCode.create), r.CreateTxn.encode(r.CreateTxn("/m", b"", [_WORLD], False, 1))),
+            r.Txn(int(OpCode.setData), r.SetDataTxn.encode(r.SetDataTxn("/m", b"x", 1))),
+            r.Txn(int(OpCode.error), r.ErrorTxn.encode(r.ErrorTxn(-101)))]
+    buf = _logged(_HDR._replace(type=int(OpCode.multi)), r.MultiTxn(subs))
+    assert txncodec.split_multi_txn(buf, 32) == [tuple(sub) for sub in subs]
+    empty = _logged(_HDR._replace(type=int(OpCode.multi)), r.MultiTxn([]))
+    assert txncodec.split_multi_txn(empty, 32) == []
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda b: b[:-1],                               # last sub-txn truncated
+    lambda b: b + b"\0",                            # trailing byte
+    lambda b: b[:32] + b"\xff\xff\xff\xff",         # null vector
+    lambda b: b[:32] + b"\x7f\xff\xff\xff" + b[36:],  # count beyond the buffer
+    lambda b: b[:40] + b"\xff\xff\xff\xfe" + b[44:],  # negative sub-txn length
+])
+def test_a_malformed_multi_is_left_to_the_generic_codec(mangle):
+    subs = [r.Txn(int(OpCode.delete), r.DeleteTxn.encode(r.DeleteTxn("/d")))]
+    buf = mangle(_logged(_HDR._replace(type=int(OpCode.multi)), r.MultiTxn(subs)))
+    assert txncodec.split_multi_txn(buf, 32) is None

@@ -24,8 +24,9 @@ def restore(core, txn_log, now_ms: int, progress: Callable[[str, int], None] | N
         log.info("snapshot loaded", zxid=hex(snapshot_zxid), nodes=node_count,
                  sessions=len(sessions))
     replayed = 0
-    for hdr, txn in txn_log.txns_after(snapshot_zxid):
-        core.replay(hdr, txn, now_ms)
+    replay = core.replay_encoded
+    for encoded in txn_log.encoded_txns_after(snapshot_zxid):
+        replay(encoded, now_ms)
         replayed += 1
         if progress and replayed % 100_000 == 0:
             progress("log", replayed)

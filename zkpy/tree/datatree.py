@@ -10,12 +10,14 @@ same tree. The tree knows nothing of watches: each apply returns the changes it 
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from jute import EventType, OpCode, Perms
 from jute import records as r
 from zkpy.tree import paths
-from zkpy.tree.txncodec import decode_sub_txn
+from zkpy.tree.txncodec import (decode_set_data_txn, decode_sub_txn, split_logged_txn,
+                                split_multi_txn)
 from zkpy.tree.ephemeral import CONTAINER_OWNER, is_session_owner, ttl_of, ttl_owner
 
 OPEN_ACL = (r.ACL(int(Perms.ALL), r.Id("world", "anyone")),)
@@ -85,15 +87,20 @@ class TxnResult(NamedTuple):
 
 def _owner_of(txn_type: int, txn, session_id: int) -> int:
     """The ephemeral_owner a create gives its node (0: persistent)."""
-    if txn_type == OpCode.createContainer:
+    if txn_type == _CREATE_CONTAINER:
         return CONTAINER_OWNER
-    if txn_type == OpCode.createTTL:
+    if txn_type == _CREATE_TTL:
         return ttl_owner(txn.ttl_ms)
     return session_id if txn.ephemeral else 0
 
 
+# Plain ints: reading an IntEnum member costs about 50 ns, on paths run per txn.
 _MULTI = int(OpCode.multi)
 _SET_DATA = int(OpCode.setData)
+_CREATE = int(OpCode.create)
+_CREATE2 = int(OpCode.create2)
+_CREATE_CONTAINER = int(OpCode.createContainer)
+_CREATE_TTL = int(OpCode.createTTL)
 
 
 class DataTree:
@@ -107,6 +114,10 @@ class DataTree:
         self.last_zxid = 0
         self._acl_cache: dict[tuple, tuple] = {}
         self._acl_cache_limit = acl_cache_limit
+        # The last list interned, by identity: a bulk load or its replay brings the same
+        # list object (txncodec's memo) a million times, and hashing it costs more.
+        self._last_acl_given: object = None
+        self._last_acl_interned: tuple = ()
         self._install_system_nodes()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -127,6 +138,15 @@ class DataTree:
 
     def intern_acl(self, acl) -> tuple:
         """Share one tuple per distinct ACL list: most nodes carry the same few."""
+        if acl is self._last_acl_given:
+            return self._last_acl_interned
+        interned = self._intern_acl(acl)
+        if type(acl) is tuple:  # immutable: the identity stays meaningful
+            self._last_acl_given = acl
+            self._last_acl_interned = interned
+        return interned
+
+    def _intern_acl(self, acl) -> tuple:
         key = tuple(acl)
         cached = self._acl_cache.get(key)
         if cached is not None:
@@ -192,6 +212,42 @@ class DataTree:
         if zxid > self.last_zxid:
             self.last_zxid = zxid
 
+    def replay_encoded(self, buf: bytes) -> bool:
+        """``apply_replayed`` for a logged txn (TxnHeader and record bytes) that is a setData
+        or a multi, most of a log, without building their generic records. Returns False,
+        having applied nothing, for any other txn or a malformed one: the caller then decodes
+        it and replays it the generic way (which also reports what is malformed)."""
+        try:
+            session_id, zxid, time_ms, txn_type, offset = split_logged_txn(buf)
+        except struct.error:
+            return False
+        if txn_type == _SET_DATA:
+            decoded = decode_set_data_txn(buf, offset)
+            if decoded is None:
+                return False
+            path, data, version = decoded
+            node = self.nodes.get(path)
+            if node is not None:  # else deleted after a fuzzy snapshot encoded it: skipped
+                node.data = data
+                node.version = version
+                node.mzxid = zxid
+                node.mtime = time_ms
+        elif txn_type == _MULTI:
+            subs = split_multi_txn(buf, offset)
+            if subs is None:
+                return False
+            # Every sub-txn is decoded before the first is applied, so a malformed one
+            # raises with the tree untouched, as the generic path does.
+            records = [decode_sub_txn(sub_type, data) for sub_type, data in subs]
+            replay_one = self._replay_one
+            for (sub_type, _), record in zip(subs, records):
+                replay_one(sub_type, zxid, time_ms, session_id, record)
+        else:
+            return False
+        if zxid > self.last_zxid:
+            self.last_zxid = zxid
+        return True
+
     def _replay_one(self, txn_type, zxid, time_ms, session_id, txn) -> None:
         path = getattr(txn, "path", None)
         if txn_type in self._CREATES:
@@ -235,14 +291,14 @@ class DataTree:
                                 txn.parent_cversion, zxid, time_ms, txn_type)
 
     def create_node(self, path, data, acl, owner, parent_cversion, zxid, time_ms,
-                    txn_type=OpCode.create) -> TxnResult:
+                    txn_type=_CREATE) -> TxnResult:
         node, parent, parent_path = self._insert_node(path, data, acl, owner, parent_cversion,
                                                       zxid, time_ms)
         # Inside a multi ZooKeeper reports create2 as a plain create, and createTTL and
         # createContainer as create2 (path and Stat); top-level replies follow the opcode.
-        result_type = OpCode.create if txn_type in (OpCode.create, OpCode.create2) else OpCode.create2
+        result_type = _CREATE if txn_type == _CREATE or txn_type == _CREATE2 else _CREATE2
         # A plain create answers with the path alone (in a multi too): no Stat to build.
-        stat = None if txn_type == OpCode.create else node.stat()
+        stat = None if txn_type == _CREATE else node.stat()
         return TxnResult(result_type, 0, path, stat,
                          ((NODE_CREATED, path, node.acl),
                           (NODE_CHILDREN_CHANGED, parent_path, parent.acl)))

@@ -1,4 +1,4 @@
-"""Decoding the sub-txns of a multi on the apply path, with a fast path for creates.
+"""Decoding logged txns on the apply and replay paths, with fast paths for the common ones.
 
 A bulk load (and the replay of one) applies millions of CreateTxn records that nearly all
 carry the same ACL list. The generic codec decodes that list, its ACL and Id records and two
@@ -7,6 +7,11 @@ and a create whose ACL bytes start with one of them takes the remembered (immuta
 The Jute encoding of a vector is self-delimiting, so bytes that begin with a complete known
 encoding decode to exactly that value. Anything unusual (null or odd lengths, a new ACL,
 trailing bytes) goes through the generic codec, which also raises the errors.
+
+Replay at start-up reads back every txn since the snapshot, mostly setData and multis of
+creates: ``split_logged_txn`` and ``decode_set_data_txn`` read them with precompiled structs
+and answer None for whatever they do not handle (or find malformed), so that the caller falls
+back on the generic codec.
 """
 
 from __future__ import annotations
@@ -18,10 +23,23 @@ from jute import records as r
 from jute.opcodes import TXN_RECORDS
 
 _LENGTH = struct.Struct(">i")
+_HEADER = struct.Struct(">qiqqi")  # TxnHeader: client_id, cxid, zxid, time_ms, type
+_SUB_TXN_HEAD = struct.Struct(">ii")  # a multi's Txn record: type, then its data's length
 _TAIL = struct.Struct(">?i")  # CreateTxn's ephemeral flag and parent_cversion
 _ACL_VECTOR_MEMO_LIMIT = 16  # distinct ACL lists remembered; a miss scans them all
 _acl_memo: list[tuple[bytes, tuple]] = []  # (raw vector bytes, the ACLs as a tuple)
 _new = tuple.__new__
+
+
+def encode_txn(hdr: r.TxnHeader, txn) -> bytes:
+    """A txn as the log and the peers carry it: its TxnHeader and record back to back."""
+    return r.TxnHeader.encode(hdr) + TXN_RECORDS[hdr.type].encode(txn)
+
+
+def decode_txn(value: bytes) -> tuple[r.TxnHeader, object]:
+    hdr, offset = r.TxnHeader.decode_from(value, 0)
+    txn, _ = TXN_RECORDS[hdr.type].decode_from(value, offset)
+    return hdr, txn
 
 
 def decode_sub_txn(txn_type: int, data: bytes):
@@ -69,3 +87,49 @@ def _decode_and_remember(buf: bytes) -> r.CreateTxn:
     if all(raw != known for known, _ in _acl_memo):
         _acl_memo.append((raw, tuple(record.acl)))
     return record
+
+
+def split_logged_txn(buf: bytes) -> tuple[int, int, int, int, int]:
+    """(client_id, zxid, time_ms, type, offset of the txn record) of a logged txn, which is
+    a TxnHeader and the txn record back to back. Raises struct.error on a short buffer."""
+    client_id, _cxid, zxid, time_ms, txn_type = _HEADER.unpack_from(buf, 0)
+    return client_id, zxid, time_ms, txn_type, _HEADER.size
+
+
+def decode_set_data_txn(buf: bytes, offset: int) -> tuple[str, bytes, int] | None:
+    """(path, data, version) of the SetDataTxn at ``offset`` that ends ``buf``; None for
+    anything else (null fields, bad lengths or UTF-8, trailing bytes)."""
+    size = len(buf)
+    try:
+        path_end = offset + 4 + _LENGTH.unpack_from(buf, offset)[0]
+        data_length = _LENGTH.unpack_from(buf, path_end)[0]
+        data_end = path_end + 4 + data_length
+        if path_end < offset + 4 or data_length < 0 or data_end + 4 != size:
+            return None
+        path = buf[offset + 4:path_end].decode()
+        version = _LENGTH.unpack_from(buf, data_end)[0]
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return path, buf[path_end + 4:data_end], version
+
+
+def split_multi_txn(buf: bytes, offset: int) -> list[tuple[int, bytes]] | None:
+    """The (type, data) of each Txn in the MultiTxn at ``offset`` that ends ``buf``; None if
+    it is null or malformed (the generic codec then decides what is wrong)."""
+    size = len(buf)
+    try:
+        count = _LENGTH.unpack_from(buf, offset)[0]
+        if count < 0 or count > (size - offset) // _SUB_TXN_HEAD.size:
+            return None
+        offset += 4
+        subs = []
+        for _ in range(count):
+            sub_type, length = _SUB_TXN_HEAD.unpack_from(buf, offset)
+            start = offset + _SUB_TXN_HEAD.size
+            offset = start + length
+            if length < 0 or offset > size:
+                return None
+            subs.append((sub_type, buf[start:offset]))
+    except struct.error:
+        return None
+    return subs if offset == size else None

@@ -12,7 +12,7 @@ from jute.codegen import make_record
 from jute.errors import JuteDecodeError
 from jute.primitives import Bool, Buffer, Int, Long, UString, Vector, record_struct as S
 from jute import records as r
-from zkpy.storage.txnlog import decode_txn, encode_txn
+from zkpy.tree.txncodec import decode_txn, encode_txn
 from zkpy.zab import messages as m
 
 _STATES = {m.LOOKING: 0, m.FOLLOWING: 1, m.LEADING: 2, m.OBSERVING: 3}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from jute import OpCode
 from jute import records as r
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.runtime import forked_snapshot
+from zkpy.storage import snapfile
 from zkpy.storage.recovery import restore
 from zkpy.storage.txnlog import TxnLog
 from tests.unit.core_harness import CoreHarness, create
@@ -35,22 +37,23 @@ def _populated_harness(count: int) -> CoreHarness:
 
 
 def test_child_snapshot_restores_the_tree_as_it_was_at_the_fork(tmp_path, monkeypatch):
-    # Small chunks, so the stream carries many of them.
+    # Small chunks, so the file holds many of them.
     monkeypatch.setattr(forked_snapshot, "CHUNK_BYTES", 500)
     monkeypatch.setattr(forked_snapshot, "PIECE_NODES", 5)
     h = _populated_harness(300)
     before = _tree_view(h.core.tree)
     zxid = h.core.tree.last_zxid
-    pid, read_fd = forked_snapshot.start(h.core.tree)
+    count = len(h.core.tree.nodes)
+    txn_log = TxnLog(tmp_path / "db")
+    path = txn_log.new_snapshot_path(zxid)
+    pid = forked_snapshot.start(h.core.tree, path)
     # The parent changes its tree at once: the child's copy must not see it.
     c, _ = h.connect()
     h.call(c, OpCode.create, create("/after-fork", b""))
-    chunks = []
-    count = forked_snapshot.receive(pid, read_fd, chunks.append)
-    assert len(chunks) > 10 and count == len(before)
-    txn_log = TxnLog(tmp_path / "db")
+    forked_snapshot.wait(pid)
+    assert len(list(snapfile.read_chunks(path))) > 10
     sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
-    txn_log.write_snapshot_chunks(zxid, chunks, count, sessions, h.now_ms)
+    txn_log.commit_snapshot_file(zxid, path, count, sessions, h.now_ms)
     fresh = ServerCore(CoreSettings(), h.now_ms)
     info = restore(fresh, txn_log, h.now_ms)
     txn_log.close()
@@ -58,13 +61,30 @@ def test_child_snapshot_restores_the_tree_as_it_was_at_the_fork(tmp_path, monkey
     assert _tree_view(fresh.tree) == before
 
 
-def test_a_child_killed_mid_stream_gives_no_snapshot():
-    # More than a pipe buffer (64 KB) of nodes: nobody reads yet, so the child is still
-    # blocked writing when the kill comes.
-    h = _populated_harness(3000)
-    pid, read_fd = forked_snapshot.start(h.core.tree)
+class _StuckNodes(dict):
+    """Nodes whose values take forever to list: the child is surely midway when killed."""
+
+    def values(self):
+        time.sleep(600)
+        return super().values()
+
+
+def test_a_child_killed_midway_gives_no_snapshot(tmp_path):
+    tree = _populated_harness(10).core.tree
+    tree.nodes = _StuckNodes(tree.nodes)
+    path = tmp_path / "snapshot"
+    pid = forked_snapshot.start(tree, path)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(forked_snapshot.SnapshotChildFailed):
-        forked_snapshot.receive(pid, read_fd, lambda chunk: None)
+        forked_snapshot.wait(pid)
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
+
+
+def test_a_child_that_cannot_write_its_file_fails(tmp_path):
+    h = _populated_harness(10)
+    (tmp_path / "taken").write_bytes(b"")  # the file exists already: O_EXCL refuses it
+    pid = forked_snapshot.start(h.core.tree, tmp_path / "taken")
+    with pytest.raises(forked_snapshot.SnapshotChildFailed):
+        forked_snapshot.wait(pid)
+    assert (tmp_path / "taken").read_bytes() == b""

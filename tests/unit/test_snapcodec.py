@@ -10,7 +10,7 @@ import pytest
 from jute import OpCode
 from jute import records as r
 from zkpy.core import CoreSettings, ServerCore
-from zkpy.storage import snapcodec
+from zkpy.storage import snapcodec, snapfile
 from zkpy.storage.recovery import restore
 from zkpy.storage.records import encode_node
 from zkpy.storage.txnlog import META_PREFIX, SNAPSHOT_PREFIX, TxnLog, _CHUNK, _u64
@@ -145,7 +145,7 @@ def test_a_format1_snapshot_still_loads_and_a_new_snapshot_follows(tmp_path):
     txn_log.close()
 
 
-def test_forked_child_streams_a_snapshot_that_restores_the_tree(tmp_path, monkeypatch):
+def test_forked_child_writes_a_snapshot_that_restores_the_tree(tmp_path, monkeypatch):
     from zkpy.runtime import forked_snapshot
 
     if not forked_snapshot.available():
@@ -158,12 +158,28 @@ def test_forked_child_streams_a_snapshot_that_restores_the_tree(tmp_path, monkey
         h.call(c, OpCode.create, create(f"/f{index % 3}" + ("" if index < 3 else f"/n{index}"), b"v"))
     tree = h.core.tree
     txn_log = TxnLog(tmp_path / "db")
-    writer = txn_log.snapshot_writer(tree.last_zxid)
-    pid, read_fd = forked_snapshot.start(tree)
-    count = forked_snapshot.receive(pid, read_fd, writer.add)
-    meta = writer.commit(count, [], 0)
-    assert meta["chunks"] > 10 and count == tree.node_count()
+    path = txn_log.new_snapshot_path(tree.last_zxid)
+    forked_snapshot.wait(forked_snapshot.start(tree, path))
+    meta = txn_log.commit_snapshot_file(tree.last_zxid, path, tree.node_count(), [], 0)
+    assert len(list(snapfile.read_chunks(path))) > 10 and meta["file"] == path.name
     assert _tree_view(_restored(txn_log).tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_format2_chunks_stored_in_the_database_still_load(tmp_path):
+    """Snapshots from before snapshot files kept their format-2 chunks under S keys."""
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    chunks = list(snapcodec.encode_in_order(tree.nodes, chunk_bytes=200, piece_nodes=2))
+    for index, chunk in enumerate(chunks):
+        txn_log.db.put(SNAPSHOT_PREFIX + _CHUNK.pack(tree.last_zxid, index), chunk)
+    meta = {"zxid": tree.last_zxid, "format": 2, "chunks": len(chunks),
+            "nodes": tree.node_count(), "sessions": "", "time_ms": 0}
+    txn_log.db.put(META_PREFIX + _u64(tree.last_zxid), json.dumps(meta).encode())
+    assert len(chunks) > 1
+    assert _tree_view(_restored(txn_log).tree) == _tree_view(tree)
+    txn_log.delete_snapshot(txn_log.snapshots()[0])
+    assert not any(key.startswith(SNAPSHOT_PREFIX) for key in txn_log.db.keys())
     txn_log.close()
 
 
@@ -175,5 +191,75 @@ def test_an_abandoned_snapshot_leaves_nothing(tmp_path):
         writer.add(chunk)
     writer.abandon()
     assert txn_log.snapshots() == []
-    assert not any(key.startswith(SNAPSHOT_PREFIX) for key in txn_log.db.keys())
+    assert list(txn_log.snapshot_directory.iterdir()) == []
+    txn_log.close()
+
+
+# -- snapshot files ----------------------------------------------------------------------------
+
+def _file_with_chunks(path, chunks, node_count=3):
+    writer = snapfile.SnapshotFileWriter(path)
+    for chunk in chunks:
+        writer.add(chunk)
+    writer.finish(node_count)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["cut in a chunk", "cut in the trailer", "no trailer",
+                                    "trailing byte", "huge length"])
+def test_a_damaged_snapshot_file_is_refused(tmp_path, damage):
+    whole = _file_with_chunks(tmp_path / "whole", [b"a" * 10, b"b" * 5])
+    damaged = {"cut in a chunk": whole[:8], "cut in the trailer": whole[:-3],
+               "no trailer": whole[:-12], "trailing byte": whole + b"\0",
+               "huge length": b"\xff\xff\xff\xff" + whole[4:]}[damage]
+    (tmp_path / "damaged").write_bytes(damaged)
+    assert list(snapfile.read_chunks(tmp_path / "whole")) == [b"a" * 10, b"b" * 5]
+    with pytest.raises(snapfile.SnapshotFileError):
+        list(snapfile.read_chunks(tmp_path / "damaged"))
+
+
+def test_a_snapshot_file_never_overwrites_an_existing_one(tmp_path):
+    _file_with_chunks(tmp_path / "s", [b"x"])
+    with pytest.raises(FileExistsError):
+        snapfile.SnapshotFileWriter(tmp_path / "s")
+
+
+def test_files_without_metadata_are_removed_when_the_log_opens(tmp_path):
+    """A crash between a snapshot file's fsync and its metadata leaves an orphan file."""
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    kept = txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), [], 0)
+    writer = txn_log.snapshot_writer(tree.last_zxid + 1)
+    writer.add(b"never committed")
+    orphan = writer.path
+    txn_log.close()
+    assert orphan.exists()
+    txn_log = TxnLog(tmp_path / "db")
+    assert [p.name for p in txn_log.snapshot_directory.iterdir()] == [kept["file"]]
+    assert _tree_view(_restored(txn_log).tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_a_second_snapshot_at_the_same_zxid_replaces_the_first_and_its_file(tmp_path):
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    first = txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), [], 0)
+    second = txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), [], 1)
+    assert first["file"] != second["file"]
+    assert txn_log.snapshots() == [second]
+    assert [p.name for p in txn_log.snapshot_directory.iterdir()] == [second["file"]]
+    assert _tree_view(_restored(txn_log).tree) == _tree_view(tree)
+    txn_log.close()
+
+
+def test_purge_removes_the_files_of_the_snapshots_it_drops(tmp_path):
+    tree = _varied_tree()
+    txn_log = TxnLog(tmp_path / "db")
+    metas = []
+    for step in range(4):
+        tree.last_zxid += 1
+        metas.append(txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), [], step))
+    assert txn_log.purge(2) == 2
+    assert sorted(p.name for p in txn_log.snapshot_directory.iterdir()) == sorted(
+        m["file"] for m in metas[2:])
     txn_log.close()

@@ -29,6 +29,7 @@ from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord,
 from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
+from zkpy.storage import snapfile
 from zkpy.storage.fuzzy import FuzzySnapshot
 from zkpy.storage.txnlog import TxnLog
 from zkpy.tree import acl as acls
@@ -248,7 +249,7 @@ class Server:
         if self._snapshot_task is not None and (self._snapshot_write is None or self._snapshot_write.done()):
             self._snapshot_task.cancel()
         if self._snapshot_child is not None:
-            # Still encoding: the child is stopped and its partial stream dropped.
+            # Still writing: the child is stopped and its partial file removed.
             forked_snapshot.kill(self._snapshot_child)
         deadline = time.monotonic() + 2.0
         while self._sync_in_flight and time.monotonic() < deadline:
@@ -478,12 +479,13 @@ class Server:
         sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
         loop = asyncio.get_running_loop()
         try:
-            child = self._fork_snapshot_child(tree)
-            if child is not None:
-                pid, read_fd = child
+            path = self.txn_log.new_snapshot_path(start_zxid)
+            pid = self._fork_snapshot_child(tree, path)
+            if pid is not None:
                 self._snapshot_child = pid
                 self._snapshot_write = loop.run_in_executor(
-                    None, self._write_forked_snapshot, pid, read_fd, start_zxid, sessions, now_ms())
+                    None, self._commit_forked_snapshot, pid, path, start_zxid, len(tree.nodes),
+                    sessions, now_ms())
             else:
                 chunks, count = await self._encode_tree(tree)
                 if self.core.tree is not tree:
@@ -503,27 +505,27 @@ class Server:
             self._snapshot_task = None
             self._snapshot_child = None
 
-    def _fork_snapshot_child(self, tree) -> tuple[int, int] | None:
-        """(pid, pipe) of a child encoding ``tree``; None where fork is unavailable or fails
-        (e.g. out of memory), and the loop encodes a fuzzy snapshot instead."""
+    def _fork_snapshot_child(self, tree, path) -> int | None:
+        """The pid of a child writing ``tree`` to the snapshot file ``path``; None where fork
+        is unavailable or fails (e.g. out of memory), and the loop encodes a fuzzy snapshot
+        instead."""
         if not forked_snapshot.available():
             return None
         try:
-            return forked_snapshot.start(tree)
+            return forked_snapshot.start(tree, path)
         except OSError as error:
             log.warning("cannot fork a snapshot child; encoding in the server", error=repr(error))
             return None
 
-    def _write_forked_snapshot(self, pid, read_fd, zxid, sessions, time_ms) -> dict:
-        """Worker thread: store the child's chunks as they come (writing overlaps encoding),
-        then its metadata; then purge as _write_snapshot does."""
-        writer = self.txn_log.snapshot_writer(zxid)
+    def _commit_forked_snapshot(self, pid, path, zxid, node_count, sessions, time_ms) -> dict:
+        """Worker thread: once the child has made its file durable, commit it as the snapshot
+        at ``zxid``; then purge as _write_snapshot does."""
         try:
-            count = forked_snapshot.receive(pid, read_fd, writer.add)
+            forked_snapshot.wait(pid)
         except BaseException:
-            writer.abandon()
+            snapfile.remove(path)
             raise
-        meta = writer.commit(count, sessions, time_ms)
+        meta = self.txn_log.commit_snapshot_file(zxid, path, node_count, sessions, time_ms)
         self.txn_log.purge(self.config.snap_retain_count)
         return meta
 

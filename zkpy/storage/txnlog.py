@@ -6,11 +6,13 @@ over everything prepped since the last sync as one batch (group commit).
 
 Keys (big-endian zxids keep them in zxid order):
 * ``L`` + zxid: a txn, as TxnHeader + txn record bytes, Jute-encoded;
-* ``S`` + zxid + chunk number: a snapshot's nodes. Format 2 (metadata ``"format": 2``) is
-  the columnar chunk of ``zkpy.storage.snapcodec``; format 1 (no ``format`` in the metadata:
-  snapshots written before it existed, still read) is SnapshotNode records back to back;
-* ``M`` + zxid: the snapshot's metadata (JSON), written last, so a snapshot without it is
-  incomplete and ignored;
+* ``M`` + zxid: a snapshot's metadata (JSON), written last, so a snapshot without it is
+  incomplete and ignored. Its nodes are in the file the metadata names (``"file"``), in the
+  ``snapshots`` directory inside the database's (``zkpy.storage.snapfile``), as
+  format-2 chunks (``zkpy.storage.snapcodec``);
+* ``S`` + zxid + chunk number: the nodes of snapshots written before snapshot files existed
+  (metadata without ``"file"``), still read: format 2 (``"format": 2``) or, without a
+  ``format``, format 1 (SnapshotNode records back to back);
 * ``secret``: the random secret session passwords are derived from.
 """
 
@@ -23,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from jute import records as r
-from zkpy.storage import snapcodec
+from zkpy.storage import snapcodec, snapfile
 from zkpy.storage.records import SnapshotNode, SnapshotSession, node_from_record
 from zkpy.tree.txncodec import decode_txn, encode_txn
 
@@ -36,6 +38,9 @@ LOG_PREFIX = b"L"
 SNAPSHOT_PREFIX = b"S"
 META_PREFIX = b"M"
 _LOG_END = bytes([LOG_PREFIX[0] + 1])  # no log key reaches it
+# Inside the database's directory, so that it moves with it (an import renames that
+# directory into place); RocksDB leaves alone what it did not create.
+SNAPSHOT_DIRECTORY = "snapshots"
 CHUNK_BYTES = 1 << 20
 _CHUNKS_PER_READ = 16  # snapshot chunks fetched with one multi-get
 
@@ -68,63 +73,50 @@ class _Format1Loader:
 
 
 class SnapshotWriter:
-    """Stores one snapshot's chunks as they come, then its metadata. Until ``commit`` the
-    snapshot does not exist for readers; ``abandon`` removes what was written."""
-
-    # rocksdict holds the GIL while it writes (about 2 ms a MB), and the event loop waits
-    # meanwhile: one chunk per write lets the loop run between chunks.
-    BATCH_CHUNKS = 1
+    """Writes one snapshot's chunks to a new snapshot file as they come, then its metadata.
+    Until ``commit`` the snapshot does not exist for readers; ``abandon`` removes the file."""
 
     def __init__(self, txn_log: "TxnLog", zxid: int) -> None:
         self.txn_log = txn_log
         self.zxid = zxid
-        self.chunk_count = 0
-        self._pending: list[bytes] = []
+        self.path = txn_log.new_snapshot_path(zxid)
+        self._file = snapfile.SnapshotFileWriter(self.path)
+
+    @property
+    def chunk_count(self) -> int:
+        return self._file.chunk_count
 
     def add(self, chunk: bytes) -> None:
-        self._pending.append(chunk)
-        if len(self._pending) >= self.BATCH_CHUNKS:
-            self._write_pending()
-
-    def _write_pending(self) -> None:
-        writes = WriteBatch(raw_mode=True)
-        for chunk in self._pending:
-            writes.put(SNAPSHOT_PREFIX + _CHUNK.pack(self.zxid, self.chunk_count), chunk)
-            self.chunk_count += 1
-        self._pending = []
-        self.txn_log.db.write(writes, self.txn_log._no_sync)
-        time.sleep(0)  # hand the GIL to the loop between chunks
+        self._file.add(chunk)
 
     def commit(self, node_count: int, sessions, time_ms: int) -> dict:
-        """Write the metadata with a synced write. The chunks went to the WAL before it, so
-        the one fdatasync of the WAL makes them durable too, and a crash before it leaves no
-        snapshot. (Flushing the memtable instead holds the GIL for the whole flush.)"""
-        self._write_pending()
-        session_bytes = b"".join(SnapshotSession.encode(s) for s in sessions)
-        meta = {"zxid": self.zxid, "format": snapcodec.FORMAT, "chunks": self.chunk_count,
-                "nodes": node_count, "sessions": session_bytes.hex(), "time_ms": time_ms}
-        self.txn_log.put_synced(META_PREFIX + _u64(self.zxid), json.dumps(meta).encode())
-        return meta
+        self._file.finish(node_count)
+        return self.txn_log.commit_snapshot_file(self.zxid, self.path, node_count, sessions,
+                                                 time_ms)
 
     def abandon(self) -> None:
-        self._pending = []
-        writes = WriteBatch(raw_mode=True)
-        writes.delete_range(SNAPSHOT_PREFIX + _CHUNK.pack(self.zxid, 0),
-                            SNAPSHOT_PREFIX + _CHUNK.pack(self.zxid + 1, 0))
-        self.txn_log.write_synced(writes)
+        self._file.abandon()
 
 
 class TxnLog:
     """Append-only txn log plus snapshots (see the module docstring for the key layout)."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
+    def __init__(self, directory: str | os.PathLike, read_only: bool = False) -> None:
+        """Open (and create) the database in ``directory``. ``read_only``: an existing
+        database, opened for reading only (the dump tools), even while a server has it."""
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        self.db = Rdict(str(self.directory), options)
+        self.snapshot_directory = self.directory / SNAPSHOT_DIRECTORY
         self._no_sync = WriteOptions()
         self._no_sync.sync = False
+        options = Options(raw_mode=True)
+        if read_only:
+            self.db = Rdict(str(self.directory), options, access_type=AccessType.read_only())
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        options.create_if_missing(True)
+        self.db = Rdict(str(self.directory), options)
+        self.snapshot_directory.mkdir(exist_ok=True)
+        self._remove_orphan_snapshot_files()
 
     def close(self) -> None:
         self.db.close()
@@ -218,6 +210,30 @@ class TxnLog:
     def snapshot_writer(self, zxid: int) -> "SnapshotWriter":
         return SnapshotWriter(self, zxid)
 
+    def new_snapshot_path(self, zxid: int) -> Path:
+        """A path no other snapshot file has (two snapshots may share a zxid)."""
+        return self.snapshot_directory / f"snapshot.{zxid:016x}.{time.time_ns():x}"
+
+    def commit_snapshot_file(self, zxid: int, path: Path, node_count: int, sessions,
+                             time_ms: int) -> dict:
+        """Make the durable snapshot file ``path`` the snapshot at ``zxid`` by writing its
+        metadata (synced); a snapshot that had the same zxid is replaced."""
+        previous = self.db.get(META_PREFIX + _u64(zxid))
+        session_bytes = b"".join(SnapshotSession.encode(s) for s in sessions)
+        meta = {"zxid": zxid, "format": snapcodec.FORMAT, "file": path.name,
+                "nodes": node_count, "sessions": session_bytes.hex(), "time_ms": time_ms}
+        self.put_synced(META_PREFIX + _u64(zxid), json.dumps(meta).encode())
+        if previous is not None:
+            self._remove_snapshot_nodes(json.loads(previous), keep_file=path.name)
+        return meta
+
+    def _remove_orphan_snapshot_files(self) -> None:
+        """Files no metadata names: snapshots cut short by a crash before their commit."""
+        named = {meta.get("file") for meta in self.snapshots()}
+        for path in self.snapshot_directory.iterdir():
+            if path.name not in named:
+                snapfile.remove(path)
+
     def snapshots(self) -> list[dict]:
         """Complete snapshots, newest first."""
         found = []
@@ -257,6 +273,11 @@ class TxnLog:
         return loader.node_count, self._sessions(meta)
 
     def _chunks(self, meta: dict) -> Iterator[bytes]:
+        if "file" in meta:
+            return snapfile.read_chunks(self.snapshot_directory / meta["file"])
+        return self._stored_chunks(meta)
+
+    def _stored_chunks(self, meta: dict) -> Iterator[bytes]:
         zxid = meta["zxid"]
         for first in range(0, meta["chunks"], _CHUNKS_PER_READ):
             last = min(first + _CHUNKS_PER_READ, meta["chunks"])
@@ -277,12 +298,23 @@ class TxnLog:
         return sessions
 
     def delete_snapshot(self, meta: dict) -> None:
+        writes = WriteBatch(raw_mode=True)
+        writes.delete(META_PREFIX + _u64(meta["zxid"]))
+        self.write_synced(writes)
+        self._remove_snapshot_nodes(meta)
+
+    def _remove_snapshot_nodes(self, meta: dict, keep_file: str | None = None) -> None:
+        """The nodes of a snapshot whose metadata is gone or replaced: its file, or its
+        chunks in the database (snapshots from before snapshot files)."""
+        if "file" in meta:
+            if meta["file"] != keep_file:
+                snapfile.remove(self.snapshot_directory / meta["file"])
+            return
         zxid = meta["zxid"]
         writes = WriteBatch(raw_mode=True)
-        writes.delete(META_PREFIX + _u64(zxid))
         writes.delete_range(SNAPSHOT_PREFIX + _CHUNK.pack(zxid, 0),
                             SNAPSHOT_PREFIX + _CHUNK.pack(zxid + 1, 0))
-        self.write_synced(writes)
+        self.db.write(writes, self._no_sync)
 
     def purge(self, retain_count: int) -> int:
         """Keep the newest ``retain_count`` snapshots and the log they need; return how many

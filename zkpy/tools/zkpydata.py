@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict
 
 from jute import OpCode
 from zkpy.storage.txnlog import TxnLog
@@ -34,14 +33,10 @@ def db_path(directory: str | Path) -> Path:
 def open_read_only(directory: str | Path) -> TxnLog:
     """A TxnLog over the database, opened read-only (only its read methods may be used)."""
     path = db_path(directory)
-    options = Options(raw_mode=True)
-    txn_log = TxnLog.__new__(TxnLog)
-    txn_log.directory = path
     try:
-        txn_log.db = Rdict(str(path), options, access_type=AccessType.read_only())
+        return TxnLog(path, read_only=True)
     except Exception as error:  # noqa: BLE001 - rocksdict raises plain exceptions
         raise NotZkpyData(f"{path}: cannot open the zkpy database: {error}") from None
-    return txn_log
 
 
 def load_tree(txn_log: TxnLog) -> dict:

@@ -39,7 +39,7 @@ from zkpy.sessions.tracker import SessionTracker, session_password
 from zkpy.tree import acl as acls
 from zkpy.tree.datatree import DataTree, TxnResult
 from zkpy.tree.ephemeral import ttl_of
-from zkpy.tree.txncodec import decode_txn
+from zkpy.tree.txncodec import decode_create_request, decode_txn
 from zkpy.tree.watches import WatchManager
 
 log = structlog.get_logger("zkpy.core")
@@ -58,6 +58,11 @@ FOLLOWER = "follower"
 READ_ONLY = "read-only"  # an ensemble member without quorum serving read-only clients
 FORWARDED = object()  # marks a follower's write that waits for its commit
 _DELETE_CONTAINER = int(OpCode.deleteContainer)
+_AUTH = int(OpCode.auth)
+_MULTI = int(OpCode.multi)
+_MULTI_READ = int(OpCode.multiRead)
+# The requests whose body is a CreateRequest, decoded by txncodec's fast path.
+_CREATE_REQUESTS = frozenset(map(int, (OpCode.create, OpCode.create2, OpCode.createContainer)))
 _SASL = int(OpCode.sasl)
 
 
@@ -340,7 +345,7 @@ class ServerCore:
             return
         if self.role == FOLLOWER:
             self.touched.add(session_id)
-        if op_type == OpCode.auth:
+        if op_type == _AUTH:
             try:
                 packet = r.AuthPacket.decode_from(payload, 8)[0]
             except JuteDecodeError:
@@ -481,9 +486,11 @@ class ServerCore:
     def _decode_body(self, op_type: int, payload: bytes):
         if op_type in self._NO_BODY_OPS:
             return None
-        if op_type == OpCode.multi:
+        if op_type in _CREATE_REQUESTS:
+            return decode_create_request(payload, 8)
+        if op_type == _MULTI:
             return decode_multi_request(payload, 8, MULTI_WRITE_OPS)
-        if op_type == OpCode.multiRead:
+        if op_type == _MULTI_READ:
             return decode_multi_request(payload, 8, MULTI_READ_OPS)
         record = REQUEST_RECORDS[op_type]
         body, _ = record.decode_from(payload, 8)

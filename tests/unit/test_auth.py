@@ -169,7 +169,7 @@ def test_sasl_and_x509_acls_only_with_their_providers():
         assert not acl.id_matches(r.Id("x509", "CN=b"), r.Id("x509", "CN=a"))
         fixed = acl.fixup_acl([r.ACL(31, r.Id("auth", ""))],
                               (r.Id("ip", "127.0.0.1"), r.Id("x509", "CN=a")))
-        assert fixed == [r.ACL(31, r.Id("x509", "CN=a"))]
+        assert fixed == (r.ACL(31, r.Id("x509", "CN=a")),)
     finally:
         acl.configure_providers(set())
 
@@ -224,3 +224,19 @@ def test_cipher_suite_names():
     assert openssl_cipher_name("TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256") == \
         "DHE-RSA-CHACHA20-POLY1305"
     assert openssl_cipher_name("TLS_AES_128_GCM_SHA256") is None
+
+
+def test_the_same_auth_acl_object_is_fixed_up_for_each_connection_anew():
+    """fixup_acl remembers static ACL lists by identity; an ``auth`` list depends on who asks."""
+    from zkpy.tree import acl
+
+    by_auth = (r.ACL(31, r.Id("auth", "")),)
+    world = (r.ACL(31, r.Id("world", "anyone")),)
+    alice = (r.Id("digest", "alice:hash"),)
+    bob = (r.Id("digest", "bob:hash"),)
+    assert acl.fixup_acl(world, alice) == world
+    assert acl.fixup_acl(world, bob) == world
+    assert acl.fixup_acl(by_auth, alice) == (r.ACL(31, alice[0]),)
+    assert acl.fixup_acl(by_auth, bob) == (r.ACL(31, bob[0]),)
+    assert acl.fixup_acl(by_auth, ()) is None
+    assert acl.fixup_acl((), alice) is None

@@ -122,3 +122,39 @@ def test_a_malformed_multi_is_left_to_the_generic_codec(mangle):
     subs = [r.Txn(int(OpCode.delete), r.DeleteTxn.encode(r.DeleteTxn("/d")))]
     buf = mangle(_logged(_HDR._replace(type=int(OpCode.multi)), r.MultiTxn(subs)))
     assert txncodec.split_multi_txn(buf, 32) is None
+
+
+# -- CreateRequest, as the server decodes client creates ----------------------------------------
+
+@pytest.mark.parametrize("request_", [
+    r.CreateRequest("/a", b"x" * 100, [_WORLD], 3),
+    r.CreateRequest("/a/b-", b"", [_WORLD, _DIGEST], 1),
+    r.CreateRequest("/n", None, [_WORLD], 0),
+    r.CreateRequest("/null-acl", b"v", None, 0),
+    r.CreateRequest("/\u00e9", b"\0", [_DIGEST], -7),
+])
+@pytest.mark.parametrize("trailer", [b"", b"\0\0extra"])
+def test_a_create_request_decodes_as_the_generic_codec_does(request_, trailer):
+    frame = b"\0\0\0\x07\0\0\0\x01" + r.CreateRequest.encode(request_) + trailer
+    expected = r.CreateRequest.decode_from(frame, 8)[0]
+    for _ in range(2):  # the second time the ACL list comes from the memo
+        got = txncodec.decode_create_request(frame, 8)
+        assert type(got) is r.CreateRequest
+        assert got._replace(acl=None if got.acl is None else list(got.acl)) == expected
+
+
+@pytest.mark.parametrize("cut", [8, 11, 14, 20, -1])
+def test_truncated_create_requests_raise_as_the_generic_codec_does(cut):
+    frame = b"\0" * 8 + r.CreateRequest.encode(r.CreateRequest("/t", b"abc", [_WORLD], 0))
+    txncodec.decode_create_request(frame, 8)
+    with pytest.raises(JuteDecodeError):
+        r.CreateRequest.decode_from(frame[:cut], 8)
+    with pytest.raises(JuteDecodeError):
+        txncodec.decode_create_request(frame[:cut], 8)
+
+
+def test_a_create_request_with_a_path_that_is_not_utf8_raises():
+    frame = b"\0" * 8 + b"\0\0\0\x02\xff\xfe" + r.CreateRequest.encode(
+        r.CreateRequest("/t", b"", [_WORLD], 0))[6:]
+    with pytest.raises(JuteDecodeError):
+        txncodec.decode_create_request(frame, 8)

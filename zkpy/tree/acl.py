@@ -138,20 +138,28 @@ AUTHENTICATED_SCHEMES = frozenset(("digest",))
 
 
 _STATIC_SCHEMES = frozenset(("world", "digest", "ip"))
-_FIXED_ACLS: dict[tuple, list | None] = {}
+_FIXED_ACLS: dict[tuple, tuple | None] = {}
 _FIXED_ACLS_LIMIT = 4096
+# The last list answered from _FIXED_ACLS, by identity: the create decoder hands the same
+# tuple for the same ACL bytes (zkpy.tree.txncodec), and hashing it costs more than the check.
+_last_fixed: tuple = (object(), None)
 
 
-def fixup_acl(acl, auth_info) -> list | None:
+def fixup_acl(acl, auth_info) -> tuple | None:
     """Expand ``auth`` entries to the connection's authenticated ids; None means InvalidACL.
 
     Most creates carry one of a few ACL lists; those whose validity cannot depend on the
     connection or the configuration (world, digest, ip) are checked once and remembered."""
+    global _last_fixed
+    if acl is _last_fixed[0]:
+        return _last_fixed[1]
     if not acl:
         return None
     key = tuple(acl)
     known = _FIXED_ACLS.get(key, _MISSING)
     if known is not _MISSING:
+        if key is acl:
+            _last_fixed = (acl, known)
         return known
     result = _fixup_acl(acl, auth_info)
     if len(_FIXED_ACLS) < _FIXED_ACLS_LIMIT and all(
@@ -163,7 +171,7 @@ def fixup_acl(acl, auth_info) -> list | None:
 _MISSING = object()
 
 
-def _fixup_acl(acl, auth_info) -> list | None:
+def _fixup_acl(acl, auth_info) -> tuple | None:
     result: list = []
     for entry in acl:
         if entry.id is None or entry.id.scheme is None:
@@ -185,4 +193,4 @@ def _fixup_acl(acl, auth_info) -> list | None:
     for entry in result:
         if entry not in unique:
             unique.append(entry)
-    return unique
+    return tuple(unique)

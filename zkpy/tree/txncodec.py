@@ -1,7 +1,7 @@
-"""Decoding logged txns on the apply and replay paths, with fast paths for the common ones.
+"""Decoding creates and logged txns on the hot paths, with fast paths for the common ones.
 
-A bulk load (and the replay of one) applies millions of CreateTxn records that nearly all
-carry the same ACL list. The generic codec decodes that list, its ACL and Id records and two
+Creates (CreateRequest from clients, CreateTxn on the apply path; a bulk load and its replay
+apply millions) nearly all carry the same ACL list. The generic codec decodes that list, its ACL and Id records and two
 strings for every create; here the raw bytes of the few ACL lists seen last are remembered,
 and a create whose ACL bytes start with one of them takes the remembered (immutable) value.
 The Jute encoding of a vector is self-delimiting, so bytes that begin with a complete known
@@ -25,7 +25,8 @@ from jute.opcodes import TXN_RECORDS
 _LENGTH = struct.Struct(">i")
 _HEADER = struct.Struct(">qiqqi")  # TxnHeader: client_id, cxid, zxid, time_ms, type
 _SUB_TXN_HEAD = struct.Struct(">ii")  # a multi's Txn record: type, then its data's length
-_TAIL = struct.Struct(">?i")  # CreateTxn's ephemeral flag and parent_cversion
+_TXN_TAIL = struct.Struct(">?i")  # CreateTxn's ephemeral flag and parent_cversion
+_FLAGS = struct.Struct(">i")  # CreateRequest's create mode
 _ACL_VECTOR_MEMO_LIMIT = 16  # distinct ACL lists remembered; a miss scans them all
 _acl_memo: list[tuple[bytes, tuple]] = []  # (raw vector bytes, the ACLs as a tuple)
 _new = tuple.__new__
@@ -55,38 +56,56 @@ _CREATE2 = int(OpCode.create2)
 
 
 def decode_create_txn(buf: bytes) -> r.CreateTxn:
+    """The CreateTxn that is the whole of ``buf``."""
+    return _decode_create(r.CreateTxn, _TXN_TAIL, buf, 0, True)
+
+
+def decode_create_request(buf: bytes, offset: int) -> r.CreateRequest:
+    """The CreateRequest at ``offset`` of a request frame; bytes after it are ignored, as the
+    generic ``decode_from`` (and ZooKeeper) ignore them."""
+    return _decode_create(r.CreateRequest, _FLAGS, buf, offset, False)
+
+
+def _decode_create(record, tail, buf: bytes, offset: int, whole: bool):
+    """A record of path, data, ACL list and the fields of the struct ``tail``."""
     size = len(buf)
     try:
-        path_end = 4 + _LENGTH.unpack_from(buf, 0)[0]
+        path_start = offset + 4
+        path_end = path_start + _LENGTH.unpack_from(buf, offset)[0]
         data_length = _LENGTH.unpack_from(buf, path_end)[0]
-        if path_end < 4 or data_length < 0 or path_end + 4 + data_length > size:
-            return _decode_and_remember(buf)  # null or bad lengths: the generic codec decides
-        path = buf[4:path_end].decode()
-        offset = path_end + 4 + data_length
-        data = buf[path_end + 4:offset]
+        data_end = path_end + 4 + data_length
+        if path_end < path_start or data_length < 0 or data_end > size:
+            # null or bad lengths: the generic codec decides
+            return _decode_and_remember(record, buf, offset, whole)
+        path = buf[path_start:path_end].decode()
+        data = buf[path_end + 4:data_end]
         for raw, acl in _acl_memo:
-            if buf.startswith(raw, offset):
-                offset += len(raw)
+            if buf.startswith(raw, data_end):
+                tail_start = data_end + len(raw)
                 break
         else:
-            return _decode_and_remember(buf)
-        if offset + _TAIL.size != size:
-            return r.CreateTxn.decode(buf)
-        ephemeral, parent_cversion = _TAIL.unpack_from(buf, offset)
+            return _decode_and_remember(record, buf, offset, whole)
+        tail_end = tail_start + tail.size
+        if tail_end > size or (whole and tail_end != size):
+            return _decode_generic(record, buf, offset, whole)
+        return _new(record, (path, data, acl) + tail.unpack_from(buf, tail_start))
     except (struct.error, UnicodeDecodeError):
-        return r.CreateTxn.decode(buf)
-    return _new(r.CreateTxn, (path, data, acl, ephemeral, parent_cversion))
+        return _decode_generic(record, buf, offset, whole)
 
 
-def _decode_and_remember(buf: bytes) -> r.CreateTxn:
-    record = r.CreateTxn.decode(buf)
-    if record.acl is None or len(_acl_memo) >= _ACL_VECTOR_MEMO_LIMIT:
-        return record
+def _decode_generic(record, buf: bytes, offset: int, whole: bool):
+    return record.decode(buf) if whole else record.decode_from(buf, offset)[0]
+
+
+def _decode_and_remember(record, buf: bytes, offset: int, whole: bool):
+    decoded = _decode_generic(record, buf, offset, whole)
+    if decoded.acl is None or len(_acl_memo) >= _ACL_VECTOR_MEMO_LIMIT:
+        return decoded
     # The canonical encoding of a decoded value decodes back to exactly that value.
-    raw = _LENGTH.pack(len(record.acl)) + b"".join(r.ACL.encode(a) for a in record.acl)
+    raw = _LENGTH.pack(len(decoded.acl)) + b"".join(r.ACL.encode(a) for a in decoded.acl)
     if all(raw != known for known, _ in _acl_memo):
-        _acl_memo.append((raw, tuple(record.acl)))
-    return record
+        _acl_memo.append((raw, tuple(decoded.acl)))
+    return decoded
 
 
 def split_logged_txn(buf: bytes) -> tuple[int, int, int, int, int]:

@@ -128,9 +128,12 @@ class MultiResult(NamedTuple):
     response: tuple | None
 
 
-def decode_multi_request(buf: bytes, off: int = 0, allowed: frozenset | None = None) -> list[MultiOp]:
+def decode_multi_request(buf: bytes, off: int = 0, allowed: frozenset | None = None,
+                         decoders: dict | None = None) -> list[MultiOp]:
     """Decode the ops of a multi/multiRead body; unknown op types are an error, and so are
-    types outside ``allowed`` (a multi takes only writes, a multiRead only reads)."""
+    types outside ``allowed`` (a multi takes only writes, a multiRead only reads).
+    ``decoders``: op type -> ``decode_from(buf, off) -> (record, end)`` to use instead of the
+    generic record's (a faster one that gives the same records and raises the same errors)."""
     ops: list[MultiOp] = []
     while True:
         header, off = r.MultiHeader.decode_from(buf, off)
@@ -141,7 +144,8 @@ def decode_multi_request(buf: bytes, off: int = 0, allowed: frozenset | None = N
             raise JuteDecodeError(f"invalid op type {header.type} in multi")
         if len(ops) >= MAX_MULTI_OPS:
             raise JuteDecodeError("too many ops in multi")
-        request, off = record.decode_from(buf, off)
+        decode_from = decoders.get(header.type) if decoders else None
+        request, off = (decode_from or record.decode_from)(buf, off)
         ops.append(MultiOp(header.type, request))
 
 
@@ -167,14 +171,16 @@ _RESULT_RECORDS: dict[int, type | None] = {
 
 
 def encode_multi_response(results: list[MultiResult]) -> bytes:
-    parts = []
-    for result in results:
-        parts.append(r.MultiHeader.encode(r.MultiHeader(result.type, False, result.err)))
-        record = _RESULT_RECORDS[result.type]
-        if record is not None:
-            parts.append(record.encode(result.response))
+    parts = [encode_multi_result(result) for result in results]
     parts.append(_END)
     return b"".join(parts)
+
+
+def encode_multi_result(result: MultiResult) -> bytes:
+    """One result of a multi response (``encode_multi_response`` without the end marker)."""
+    header = r.MultiHeader.encode(r.MultiHeader(result.type, False, result.err))
+    record = _RESULT_RECORDS[result.type]
+    return header if record is None else header + record.encode(result.response)
 
 
 def decode_multi_response(buf: bytes, off: int = 0) -> list[MultiResult]:

@@ -30,7 +30,7 @@ from jute import Err, KeeperState, OpCode, Perms, Xid
 from jute import records as r
 from jute.errors import JuteDecodeError
 from jute.opcodes import (MULTI_READ_OPS, MULTI_WRITE_OPS, MultiResult, REQUEST_RECORDS,
-                          decode_multi_request, encode_multi_response)
+                          decode_multi_request, encode_multi_result)
 
 from zkpy.pipeline.prep import Prep, PrepSettings, WRITE_OPS
 from zkpy.pipeline.reads import READ_HANDLERS
@@ -39,7 +39,7 @@ from zkpy.sessions.tracker import SessionTracker, session_password
 from zkpy.tree import acl as acls
 from zkpy.tree.datatree import DataTree, TxnResult
 from zkpy.tree.ephemeral import ttl_of
-from zkpy.tree.txncodec import decode_create_request, decode_txn
+from zkpy.tree.txncodec import decode_create_request, decode_create_request_from, decode_txn
 from zkpy.tree.watches import WatchManager
 
 log = structlog.get_logger("zkpy.core")
@@ -63,6 +63,8 @@ _MULTI = int(OpCode.multi)
 _MULTI_READ = int(OpCode.multiRead)
 # The requests whose body is a CreateRequest, decoded by txncodec's fast path.
 _CREATE_REQUESTS = frozenset(map(int, (OpCode.create, OpCode.create2, OpCode.createContainer)))
+_MULTI_DECODERS = {int(OpCode.create): decode_create_request_from,
+                   int(OpCode.create2): decode_create_request_from}
 _SASL = int(OpCode.sasl)
 
 
@@ -489,7 +491,7 @@ class ServerCore:
         if op_type in _CREATE_REQUESTS:
             return decode_create_request(payload, 8)
         if op_type == _MULTI:
-            return decode_multi_request(payload, 8, MULTI_WRITE_OPS)
+            return decode_multi_request(payload, 8, MULTI_WRITE_OPS, _MULTI_DECODERS)
         if op_type == _MULTI_READ:
             return decode_multi_request(payload, 8, MULTI_READ_OPS)
         record = REQUEST_RECORDS[op_type]
@@ -838,8 +840,27 @@ def _write_body(op_type: int, result: TxnResult) -> bytes:
     if op_type == OpCode.setACL:
         return r.SetACLResponse.encode((result.stat,))
     if op_type == OpCode.multi:
-        return encode_multi_response([_multi_result(sub) for sub in result.sub_results])
+        return _encode_multi_results(result.sub_results)
     return b""
+
+
+_CREATE_RESULT_HEADER = r.MultiHeader.encode(r.MultiHeader(int(OpCode.create), False, 0))
+_MULTI_END = r.MultiHeader.encode(r.MultiHeader(-1, True, -1))
+_CREATE = int(OpCode.create)
+
+
+def _encode_multi_results(sub_results) -> bytes:
+    """A multi's response; the results of plain creates (all of a bulk load's) are encoded
+    here directly: the fixed header of a create result, then the path."""
+    parts = []
+    for sub in sub_results:
+        if sub.type == _CREATE:
+            path = sub.path.encode()
+            parts.append(_CREATE_RESULT_HEADER + _LENGTH.pack(len(path)) + path)
+        else:
+            parts.append(encode_multi_result(_multi_result(sub)))
+    parts.append(_MULTI_END)
+    return b"".join(parts)
 
 
 def _multi_result(sub: TxnResult) -> MultiResult:

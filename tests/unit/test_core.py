@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from jute import Err, EventType, OpCode
 from jute import records as r
-from jute.opcodes import MultiOp
+from jute.opcodes import MultiOp, decode_multi_response
 from tests.unit.core_harness import OPEN, CoreHarness, create
 
 
@@ -142,6 +142,33 @@ def test_multi_rolls_back_and_reports_per_op_results():
     ops[1] = MultiOp(OpCode.check, r.CheckVersionRequest("/m1", 0))
     reply, results, _ = h.call(c, OpCode.multi, ops)
     assert [x.type for x in results] == [OpCode.create, OpCode.check, OpCode.create]
+
+
+def test_a_multi_of_creates_under_one_parent_counts_each_and_rolls_back_whole():
+    """Prep changes the parent's record once per multi, not once per op: the sequence
+    numbers, cversion and Stat must still count every create, and a failed multi must leave
+    the parent as the multi before it left it, even while that one is not yet applied."""
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/p"))
+    seq = [MultiOp(OpCode.create, create("/p/s-", flags=2)) for _ in range(3)]
+    h.auto_sync = False
+    h.send(c, 1, OpCode.multi, seq)  # outstanding while the next one is prepared
+    h.send(c, 2, OpCode.multi, seq[:2] + [MultiOp(OpCode.check, r.CheckVersionRequest("/p", 7))])
+    h.send(c, 3, OpCode.multi, [MultiOp(OpCode.create, create("/p/n")),
+                                MultiOp(OpCode.create2, create("/p/s-", flags=2))])
+    h.flush()
+    h.auto_sync = True
+    replies = {hdr.xid: decode_multi_response(body) for hdr, body in h.frames(c)}
+    assert [x.response.path for x in replies[1]] == [
+        "/p/s-0000000000", "/p/s-0000000001", "/p/s-0000000002"]
+    assert [x.err for x in replies[2]] == [0, 0, Err.BADVERSION]
+    assert [x.response.path for x in replies[3]] == ["/p/n", "/p/s-0000000004"]
+    stat = h.call(c, OpCode.exists, r.ExistsRequest("/p", False))[1].stat
+    # The failed multi's creates were rolled back: only the 5 that happened count.
+    assert (stat.cversion, stat.num_children) == (5, 5)
+    assert sorted(h.core.tree.nodes["/p"].children) == [
+        "n", "s-0000000000", "s-0000000001", "s-0000000002", "s-0000000004"]
 
 
 def test_data_and_child_watches_fire_once_before_the_reply():

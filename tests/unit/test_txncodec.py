@@ -158,3 +158,42 @@ def test_a_create_request_with_a_path_that_is_not_utf8_raises():
         r.CreateRequest("/t", b"", [_WORLD], 0))[6:]
     with pytest.raises(JuteDecodeError):
         txncodec.decode_create_request(frame, 8)
+
+
+@pytest.mark.parametrize("txn", [
+    r.CreateTxn("/a", b"x" * 100, (_WORLD,), True, 1),
+    r.CreateTxn("/a", b"x" * 100, (_WORLD,), False, -1),  # the same ACL object again
+    r.CreateTxn("/b", b"", [_WORLD, _DIGEST], False, 2),
+    r.CreateTxn("/\u00e9", None, (_DIGEST,), False, 3),
+    r.CreateTxn("/d", b"v", None, True, 4),
+])
+def test_create_txns_encode_as_the_generic_codec_does(txn):
+    assert txncodec.encode_create_txn(txn) == r.CreateTxn.encode(txn)
+
+
+def test_a_changed_acl_list_object_is_encoded_anew():
+    acl = [_WORLD]
+    first = txncodec.encode_create_txn(r.CreateTxn("/a", b"", acl, False, 1))
+    acl.append(_DIGEST)  # a list may change under the same identity: never remembered
+    second = txncodec.encode_create_txn(r.CreateTxn("/a", b"", acl, False, 1))
+    assert first != second == r.CreateTxn.encode(r.CreateTxn("/a", b"", acl, False, 1))
+
+
+def test_a_multi_decodes_its_creates_as_the_generic_codec_does():
+    from jute.opcodes import MULTI_WRITE_OPS, MultiOp, decode_multi_request, encode_multi_request
+
+    ops = [MultiOp(int(OpCode.create), r.CreateRequest(f"/m{i}", b"v", [_WORLD], i % 4))
+           for i in range(5)]
+    ops.insert(2, MultiOp(int(OpCode.setData), r.SetDataRequest("/m0", b"w", -1)))
+    ops.append(MultiOp(int(OpCode.create2), r.CreateRequest("/c2", None, [_DIGEST], 0)))
+    body = encode_multi_request(ops)
+    fast = {int(OpCode.create): txncodec.decode_create_request_from,
+            int(OpCode.create2): txncodec.decode_create_request_from}
+    plain = decode_multi_request(body, 0, MULTI_WRITE_OPS)
+    for _ in range(2):
+        got = decode_multi_request(body, 0, MULTI_WRITE_OPS, fast)
+        assert [(op.type, op.request._replace(acl=list(op.request.acl))
+                 if op.type != OpCode.setData else op.request) for op in got] == \
+            [(op.type, op.request) for op in plain]
+    with pytest.raises(JuteDecodeError):
+        decode_multi_request(body[:30], 0, MULTI_WRITE_OPS, fast)

@@ -20,6 +20,7 @@ from zkpy.pipeline.request import KeeperError, Request
 from zkpy.tree import acl as acls
 from zkpy.tree import paths
 from zkpy.tree.datatree import DataTree
+from zkpy.tree.txncodec import encode_create_txn
 from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_of, ttl_owner
 
 CONFIG_PATH = "/zookeeper/config"
@@ -115,6 +116,17 @@ class Prep:
         self.outstanding[record.path] = record
         self._paths_by_zxid.setdefault(record.zxid, []).append(record.path)
 
+    def _changing(self, record: ChangeRecord, zxid: int) -> ChangeRecord:
+        """The record the txn ``zxid`` changes: ``record`` itself if this txn (a multi) made it
+        already, else a copy, added as its change. (Copying once per multi, not per op, keeps
+        a multi of creates under one parent linear; the undo list still holds the record
+        from before the multi.)"""
+        if record.zxid == zxid:
+            return record
+        record = record.duplicate(zxid)
+        self._add_change(record)
+        return record
+
     def applied(self, zxid: int) -> None:
         """Forget the changes of a txn the tree now holds (ZooKeeper's FinalRequestProcessor)."""
         for path in self._paths_by_zxid.pop(zxid, ()):
@@ -188,11 +200,10 @@ class Prep:
             txn_type = _OP_CREATE2 if op_type == _OP_CREATE2 else _OP_CREATE
             txn = _new(r.CreateTxn, (path, body.data, acl, ephemeral, new_cversion))
 
-        parent = parent.duplicate(zxid)
+        parent = self._changing(parent, zxid)
         parent.num_children += 1
         parent.cversion = new_cversion
         parent.pzxid = zxid
-        self._add_change(parent)
         self._add_change(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl, zxid))
         # The result type tells final which response to build: create gives a path only.
         if op_type != _OP_CREATE and txn_type == _OP_CREATE:
@@ -385,8 +396,8 @@ class Prep:
 WRITE_OPS = frozenset(Prep._HANDLERS)
 
 _TXN_CODECS = {
-    OpCode.create: r.CreateTxn.encode,
-    OpCode.create2: r.CreateTxn.encode,
+    OpCode.create: encode_create_txn,
+    OpCode.create2: encode_create_txn,
     OpCode.createContainer: r.CreateContainerTxn.encode,
     OpCode.createTTL: r.CreateTTLTxn.encode,
     OpCode.delete: r.DeleteTxn.encode,

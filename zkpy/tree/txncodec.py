@@ -57,17 +57,22 @@ _CREATE2 = int(OpCode.create2)
 
 def decode_create_txn(buf: bytes) -> r.CreateTxn:
     """The CreateTxn that is the whole of ``buf``."""
-    return _decode_create(r.CreateTxn, _TXN_TAIL, buf, 0, True)
+    return _decode_create(r.CreateTxn, _TXN_TAIL, buf, 0, True)[0]
 
 
 def decode_create_request(buf: bytes, offset: int) -> r.CreateRequest:
     """The CreateRequest at ``offset`` of a request frame; bytes after it are ignored, as the
     generic ``decode_from`` (and ZooKeeper) ignore them."""
+    return _decode_create(r.CreateRequest, _FLAGS, buf, offset, False)[0]
+
+
+def decode_create_request_from(buf: bytes, offset: int) -> tuple[r.CreateRequest, int]:
+    """(the CreateRequest at ``offset``, the offset after it): a multi's create op."""
     return _decode_create(r.CreateRequest, _FLAGS, buf, offset, False)
 
 
 def _decode_create(record, tail, buf: bytes, offset: int, whole: bool):
-    """A record of path, data, ACL list and the fields of the struct ``tail``."""
+    """(record, end offset) of a record of path, data, ACL list and the fields of ``tail``."""
     size = len(buf)
     try:
         path_start = offset + 4
@@ -88,24 +93,51 @@ def _decode_create(record, tail, buf: bytes, offset: int, whole: bool):
         tail_end = tail_start + tail.size
         if tail_end > size or (whole and tail_end != size):
             return _decode_generic(record, buf, offset, whole)
-        return _new(record, (path, data, acl) + tail.unpack_from(buf, tail_start))
+        return _new(record, (path, data, acl) + tail.unpack_from(buf, tail_start)), tail_end
     except (struct.error, UnicodeDecodeError):
         return _decode_generic(record, buf, offset, whole)
 
 
 def _decode_generic(record, buf: bytes, offset: int, whole: bool):
-    return record.decode(buf) if whole else record.decode_from(buf, offset)[0]
+    if whole:
+        return record.decode(buf), len(buf)
+    return record.decode_from(buf, offset)
 
 
 def _decode_and_remember(record, buf: bytes, offset: int, whole: bool):
-    decoded = _decode_generic(record, buf, offset, whole)
+    decoded, end = _decode_generic(record, buf, offset, whole)
     if decoded.acl is None or len(_acl_memo) >= _ACL_VECTOR_MEMO_LIMIT:
-        return decoded
+        return decoded, end
     # The canonical encoding of a decoded value decodes back to exactly that value.
-    raw = _LENGTH.pack(len(decoded.acl)) + b"".join(r.ACL.encode(a) for a in decoded.acl)
+    raw = _encode_acl_vector(decoded.acl)
     if all(raw != known for known, _ in _acl_memo):
         _acl_memo.append((raw, tuple(decoded.acl)))
-    return decoded
+    return decoded, end
+
+
+def _encode_acl_vector(acl) -> bytes:
+    return _LENGTH.pack(len(acl)) + b"".join(r.ACL.encode(a) for a in acl)
+
+
+_last_acl_encoded: tuple = (object(), b"")  # (ACL list, its vector bytes), by identity
+
+
+def encode_create_txn(txn: r.CreateTxn) -> bytes:
+    """``CreateTxn.encode``, with the ACL vector's bytes reused while the list is the same
+    object (a multi's creates, a burst of creates, share the list fixup_acl remembered)."""
+    global _last_acl_encoded
+    path, data, acl, ephemeral, parent_cversion = txn
+    if data is None or acl is None or path is None:
+        return r.CreateTxn.encode(txn)
+    if acl is _last_acl_encoded[0]:
+        raw_acl = _last_acl_encoded[1]
+    else:
+        raw_acl = _encode_acl_vector(acl)
+        if type(acl) is tuple:  # immutable: the identity stays meaningful
+            _last_acl_encoded = (acl, raw_acl)
+    raw_path = path.encode()
+    return b"".join((_LENGTH.pack(len(raw_path)), raw_path, _LENGTH.pack(len(data)), data,
+                     raw_acl, _TXN_TAIL.pack(ephemeral, parent_cversion)))
 
 
 def split_logged_txn(buf: bytes) -> tuple[int, int, int, int, int]:

@@ -16,9 +16,8 @@ from kazoo.exceptions import KazooException
 ROUNDS = 3
 
 
-def _writer(connect_string: str, name: str, acked: list, stop: threading.Event, seed: int) -> None:
+def _writer(client: KazooClient, name: str, acked: list, stop: threading.Event, seed: int) -> None:
     rng = random.Random(seed)
-    client = KazooClient(connect_string, timeout=10, connection_retry=None, command_retry=None)
     try:
         client.start(timeout=10)
         counter = 0
@@ -37,12 +36,16 @@ def _writer(connect_string: str, name: str, acked: list, stop: threading.Event, 
                 acked.append(path)
     except (KazooException, OSError, Exception):  # the kill breaks the connection mid-request
         pass
-    finally:
-        try:
-            client.stop()
-            client.close()
-        except Exception:
-            pass
+
+
+def _stop(client: KazooClient) -> None:
+    """Stopped from the test's thread: a request still queued when the server died would
+    otherwise wait for a reconnection that never comes, and its thread with it."""
+    try:
+        client.stop()
+        client.close()
+    except Exception:
+        pass
 
 
 @pytest.mark.parametrize("snap_count", [None, 60], ids=["default-snapcount", "snapshot-every-60"])
@@ -61,9 +64,12 @@ def test_sigkill_under_write_load_loses_no_acknowledged_write(server_factory, sn
     for round_number in range(ROUNDS):
         acked: list[str] = []
         stop = threading.Event()
-        threads = [threading.Thread(target=_writer, args=(server.connect_string, f"r{round_number}w{i}",
-                                                          acked, stop, seed + i + 100 * round_number))
-                   for i in range(4)]
+        clients = [KazooClient(server.connect_string, timeout=10, connection_retry=None,
+                               command_retry=None) for _ in range(4)]
+        threads = [threading.Thread(target=_writer, daemon=True,
+                                    args=(client, f"r{round_number}w{i}", acked, stop,
+                                          seed + i + 100 * round_number))
+                   for i, client in enumerate(clients)]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 20
@@ -71,6 +77,8 @@ def test_sigkill_under_write_load_loses_no_acknowledged_write(server_factory, sn
             time.sleep(0.02)
         server.kill()
         stop.set()
+        for client in clients:
+            _stop(client)
         for thread in threads:
             thread.join(15)
         assert acked, f"no write was acknowledged before the kill (seed {seed})"

@@ -39,7 +39,8 @@ from zkpy.sessions.tracker import SessionTracker, session_password
 from zkpy.tree import acl as acls
 from zkpy.tree.datatree import DataTree, TxnResult
 from zkpy.tree.ephemeral import ttl_of
-from zkpy.tree.txncodec import decode_create_request, decode_create_request_from, decode_txn
+from zkpy.tree.txncodec import (decode_create_request, decode_create_request_from,
+                                decode_set_data_request, decode_txn)
 from zkpy.tree.watches import WatchManager
 
 log = structlog.get_logger("zkpy.core")
@@ -66,6 +67,18 @@ _CREATE_REQUESTS = frozenset(map(int, (OpCode.create, OpCode.create2, OpCode.cre
 _MULTI_DECODERS = {int(OpCode.create): decode_create_request_from,
                    int(OpCode.create2): decode_create_request_from}
 _SASL = int(OpCode.sasl)
+# The write path's opcodes as plain ints: reading an IntEnum member costs about 50 ns.
+_OP_CHECK = int(OpCode.check)
+_OP_CREATE = int(OpCode.create)
+_OP_CREATE2 = int(OpCode.create2)
+_OP_CREATE_CONTAINER = int(OpCode.createContainer)
+_OP_CREATE_SESSION = int(OpCode.createSession)
+_OP_CREATE_TTL = int(OpCode.createTTL)
+_OP_ERROR = int(OpCode.error)
+_OP_RECONFIG = int(OpCode.reconfig)
+_OP_SET_ACL = int(OpCode.setACL)
+_OP_SET_DATA = int(OpCode.setData)
+_CREATE2_REPLIES = frozenset((_OP_CREATE2, _OP_CREATE_CONTAINER, _OP_CREATE_TTL))
 
 
 def reply_frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
@@ -490,6 +503,8 @@ class ServerCore:
             return None
         if op_type in _CREATE_REQUESTS:
             return decode_create_request(payload, 8)
+        if op_type == _OP_SET_DATA:
+            return decode_set_data_request(payload, 8)
         if op_type == _MULTI:
             return decode_multi_request(payload, 8, MULTI_WRITE_OPS, _MULTI_DECODERS)
         if op_type == _MULTI_READ:
@@ -663,10 +678,10 @@ class ServerCore:
         if result.changes:
             self._notify(self.watches.trigger(result.changes))
         session_id = hdr.client_id
-        if hdr.type == OpCode.createSession:
+        if hdr.type == _OP_CREATE_SESSION:
             if session_id not in self.sessions.sessions:
                 self.sessions.add(session_id, txn.timeout_ms, now_ms)
-        elif hdr.type == OpCode.closeSession:
+        elif hdr.type == _CLOSE_SESSION:
             self._session_closed(session_id)
         elif session_id == 0:
             self._reaping.discard(getattr(txn, "path", None))
@@ -705,7 +720,7 @@ class ServerCore:
 
     def _reply_write(self, request: Request, hdr: r.TxnHeader, result: TxnResult, now_ms: int) -> None:
         connection_id = self.session_connection.get(request.session_id)
-        if request.type == OpCode.createSession:
+        if request.type == _OP_CREATE_SESSION:
             if connection_id is not None:
                 passwd = session_password(request.session_id, self.settings.session_secret)
                 self._send(connection_id, self._connect_response(request.session_id, request.body, passwd))
@@ -716,18 +731,18 @@ class ServerCore:
         self.stats.record_latency(max(0, now_ms - request.received_ms))
         self._answered(connection_id, request, hdr.zxid, now_ms)
         err = result.err
-        if request.type == OpCode.reconfig and not err:
+        if request.type == _OP_RECONFIG and not err:
             # The client is shown the new configuration, as a getData of /zookeeper/config.
             data = self.tree.nodes[result.path].data
             self._send(connection_id, reply_frame(request.xid, hdr.zxid, 0,
                                                   r.GetDataResponse.encode((data, result.stat))))
             return
-        if request.type == OpCode.check and not err:
+        if request.type == _OP_CHECK and not err:
             # ZooKeeper 3.8 applies a successful stand-alone check but sends no reply.
             return
         body = b"" if err else _write_body(request.type, result)
         self._send(connection_id, reply_frame(request.xid, hdr.zxid, err, body))
-        if request.type == OpCode.closeSession:
+        if request.type == _CLOSE_SESSION:
             self._close(connection_id)
 
     def _session_closed(self, session_id: int) -> None:
@@ -831,22 +846,21 @@ def _forward_payload(request: Request) -> bytes:
 
 
 def _write_body(op_type: int, result: TxnResult) -> bytes:
-    if op_type == OpCode.create:
+    if op_type == _OP_CREATE:
         return r.CreateResponse.encode((result.path,))
-    if op_type in (OpCode.create2, OpCode.createContainer, OpCode.createTTL):
+    if op_type in _CREATE2_REPLIES:
         return r.Create2Response.encode((result.path, result.stat))
-    if op_type == OpCode.setData:
+    if op_type == _OP_SET_DATA:
         return r.SetDataResponse.encode((result.stat,))
-    if op_type == OpCode.setACL:
+    if op_type == _OP_SET_ACL:
         return r.SetACLResponse.encode((result.stat,))
-    if op_type == OpCode.multi:
+    if op_type == _MULTI:
         return _encode_multi_results(result.sub_results)
     return b""
 
 
 _CREATE_RESULT_HEADER = r.MultiHeader.encode(r.MultiHeader(int(OpCode.create), False, 0))
 _MULTI_END = r.MultiHeader.encode(r.MultiHeader(-1, True, -1))
-_CREATE = int(OpCode.create)
 
 
 def _encode_multi_results(sub_results) -> bytes:
@@ -854,7 +868,7 @@ def _encode_multi_results(sub_results) -> bytes:
     here directly: the fixed header of a create result, then the path."""
     parts = []
     for sub in sub_results:
-        if sub.type == _CREATE:
+        if sub.type == _OP_CREATE:
             path = sub.path.encode()
             parts.append(_CREATE_RESULT_HEADER + _LENGTH.pack(len(path)) + path)
         else:
@@ -864,12 +878,12 @@ def _encode_multi_results(sub_results) -> bytes:
 
 
 def _multi_result(sub: TxnResult) -> MultiResult:
-    if sub.type == OpCode.error:
-        return MultiResult(OpCode.error, sub.err, r.ErrorResponse(sub.err))
-    if sub.type == OpCode.create:
-        return MultiResult(OpCode.create, 0, r.CreateResponse(sub.path))
-    if sub.type == OpCode.create2:
-        return MultiResult(OpCode.create2, 0, r.Create2Response(sub.path, sub.stat))
-    if sub.type == OpCode.setData:
-        return MultiResult(OpCode.setData, 0, r.SetDataResponse(sub.stat))
+    if sub.type == _OP_ERROR:
+        return MultiResult(_OP_ERROR, sub.err, r.ErrorResponse(sub.err))
+    if sub.type == _OP_CREATE:
+        return MultiResult(_OP_CREATE, 0, r.CreateResponse(sub.path))
+    if sub.type == _OP_CREATE2:
+        return MultiResult(_OP_CREATE2, 0, r.Create2Response(sub.path, sub.stat))
+    if sub.type == _OP_SET_DATA:
+        return MultiResult(_OP_SET_DATA, 0, r.SetDataResponse(sub.stat))
     return MultiResult(sub.type, 0, None)

@@ -197,3 +197,27 @@ def test_a_multi_decodes_its_creates_as_the_generic_codec_does():
             [(op.type, op.request) for op in plain]
     with pytest.raises(JuteDecodeError):
         decode_multi_request(body[:30], 0, MULTI_WRITE_OPS, fast)
+
+
+@pytest.mark.parametrize("request_", [
+    r.SetDataRequest("/s", b"v", 3),
+    r.SetDataRequest("/\u00e9/x", b"", -1),
+    r.SetDataRequest("/n", None, 0),
+])
+@pytest.mark.parametrize("trailer", [b"", b"\0extra"])
+def test_a_set_data_request_decodes_as_the_generic_codec_does(request_, trailer):
+    frame = b"\0\0\0\x07\0\0\0\x05" + r.SetDataRequest.encode(request_) + trailer
+    got = txncodec.decode_set_data_request(frame, 8)
+    assert type(got) is r.SetDataRequest and got == r.SetDataRequest.decode_from(frame, 8)[0]
+
+
+@pytest.mark.parametrize("frame", [
+    b"\0" * 8 + b"\0\0\0\x02/s\0\0\0\x01v\0\0",       # version cut short
+    b"\0" * 8 + b"\0\0\0\x09/s",                       # path beyond the frame
+    b"\0" * 8 + b"\0\0\0\x02\xff\xfe\0\0\0\0\0\0\0\0",  # path not UTF-8
+])
+def test_malformed_set_data_requests_raise_as_the_generic_codec_does(frame):
+    with pytest.raises(JuteDecodeError):
+        r.SetDataRequest.decode_from(frame, 8)
+    with pytest.raises(JuteDecodeError):
+        txncodec.decode_set_data_request(frame, 8)

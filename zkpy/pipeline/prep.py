@@ -39,6 +39,7 @@ _OP_CREATE2 = int(OpCode.create2)
 _OP_CREATE_CONTAINER = int(OpCode.createContainer)
 _OP_CREATE_TTL = int(OpCode.createTTL)
 _OP_ERROR = int(OpCode.error)
+_OP_SET_DATA = int(OpCode.setData)
 
 
 class ChangeRecord:
@@ -117,13 +118,17 @@ class Prep:
         self._paths_by_zxid.setdefault(record.zxid, []).append(record.path)
 
     def _changing(self, record: ChangeRecord, zxid: int) -> ChangeRecord:
-        """The record the txn ``zxid`` changes: ``record`` itself if this txn (a multi) made it
-        already, else a copy, added as its change. (Copying once per multi, not per op, keeps
+        """The record the txn ``zxid`` changes (``record`` comes from ``record_for``): itself
+        if this txn (a multi) made it already, else added as this txn's change, copied if an
+        earlier txn's. (Copying once per multi, not per op, keeps
         a multi of creates under one parent linear; the undo list still holds the record
         from before the multi.)"""
         if record.zxid == zxid:
             return record
-        record = record.duplicate(zxid)
+        if self.outstanding.get(record.path) is record:  # an earlier txn's change: copied
+            record = record.duplicate(zxid)
+        else:  # made from the tree by record_for, held by nobody else: taken as it is
+            record.zxid = zxid
         self._add_change(record)
         return record
 
@@ -268,10 +273,8 @@ class Prep:
         node = self.record_for(path)
         self._check_acl(node, _WRITE, request.auth_info)
         version = self._check_version(node.version, body.version, path)
-        node = node.duplicate(zxid)
-        node.version = version
-        self._add_change(node)
-        return OpCode.setData, r.SetDataTxn(path, body.data, version)
+        self._changing(node, zxid).version = version
+        return _OP_SET_DATA, _new(r.SetDataTxn, (path, body.data, version))
 
     def _prep_set_acl(self, request: Request, op_type: int, body, zxid: int):
         path = body.path

@@ -150,18 +150,34 @@ def split_logged_txn(buf: bytes) -> tuple[int, int, int, int, int]:
 def decode_set_data_txn(buf: bytes, offset: int) -> tuple[str, bytes, int] | None:
     """(path, data, version) of the SetDataTxn at ``offset`` that ends ``buf``; None for
     anything else (null fields, bad lengths or UTF-8, trailing bytes)."""
-    size = len(buf)
+    fields = _split_set_data(buf, offset)
+    if fields is None or fields[3] != len(buf):
+        return None
+    return fields[:3]
+
+
+def decode_set_data_request(buf: bytes, offset: int) -> r.SetDataRequest:
+    """The SetDataRequest at ``offset`` of a request frame (it has SetDataTxn's layout);
+    bytes after it are ignored, as the generic ``decode_from`` ignores them."""
+    fields = _split_set_data(buf, offset)
+    if fields is None:  # null data, bad lengths or UTF-8: the generic codec decides
+        return r.SetDataRequest.decode_from(buf, offset)[0]
+    return _new(r.SetDataRequest, fields[:3])
+
+
+def _split_set_data(buf: bytes, offset: int) -> tuple[str, bytes, int, int] | None:
+    """(path, data, version, end offset) of a path, non-null data and version at ``offset``."""
     try:
         path_end = offset + 4 + _LENGTH.unpack_from(buf, offset)[0]
         data_length = _LENGTH.unpack_from(buf, path_end)[0]
         data_end = path_end + 4 + data_length
-        if path_end < offset + 4 or data_length < 0 or data_end + 4 != size:
+        if path_end < offset + 4 or data_length < 0 or data_end + 4 > len(buf):
             return None
         path = buf[offset + 4:path_end].decode()
         version = _LENGTH.unpack_from(buf, data_end)[0]
     except (struct.error, UnicodeDecodeError):
         return None
-    return path, buf[path_end + 4:data_end], version
+    return path, buf[path_end + 4:data_end], version, data_end + 4
 
 
 def split_multi_txn(buf: bytes, offset: int) -> list[tuple[int, bytes]] | None:

@@ -20,8 +20,8 @@ from zkpy.pipeline.request import KeeperError, Request
 from zkpy.tree import acl as acls
 from zkpy.tree import paths
 from zkpy.tree.datatree import DataTree
-from zkpy.tree.txncodec import encode_create_txn
 from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_of, ttl_owner
+from zkpy.tree.txncodec import encode_create_txn
 
 CONFIG_PATH = "/zookeeper/config"
 _MODES = {m.value: m for m in CreateMode}
@@ -120,9 +120,8 @@ class Prep:
     def _changing(self, record: ChangeRecord, zxid: int) -> ChangeRecord:
         """The record the txn ``zxid`` changes (``record`` comes from ``record_for``): itself
         if this txn (a multi) made it already, else added as this txn's change, copied if an
-        earlier txn's. (Copying once per multi, not per op, keeps
-        a multi of creates under one parent linear; the undo list still holds the record
-        from before the multi.)"""
+        earlier txn's. Copying once per multi, not once per op, keeps a multi of creates
+        under one parent linear; the undo list still holds the record from before the multi."""
         if record.zxid == zxid:
             return record
         if self.outstanding.get(record.path) is record:  # an earlier txn's change: copied

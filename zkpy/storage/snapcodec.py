@@ -29,6 +29,7 @@ from typing import Iterator, NamedTuple
 
 from jute import records as wire
 from zkpy.tree.datatree import DataTree, Node
+from zkpy.tree.txncodec import encode_acl_vector
 
 FORMAT = 2
 MAGIC = b"ZS2\0"
@@ -133,12 +134,8 @@ def _acl_columns(acls: list) -> tuple[array, int, bytes]:
     first_of = dict(zip(ids, acls))
     index_of = {key: index for index, key in enumerate(first_of)}
     indices = array("i", map(index_of.__getitem__, ids))
-    table = b"".join(map(_encode_acl_list, first_of.values()))
+    table = b"".join(map(encode_acl_vector, first_of.values()))
     return indices, len(first_of), table
-
-
-def _encode_acl_list(acl) -> bytes:
-    return _COUNT.pack(len(acl)) + b"".join(map(wire.ACL.encode, acl))
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -291,7 +288,7 @@ class TreeLoader:
     def _index_owners(self, paths: list[str], nodes: list[Node]) -> None:
         for path, node in zip(paths, nodes):
             if node.ephemeral_owner:
-                self.tree.index_loaded_owner(path, node.ephemeral_owner)
+                self.tree.index_owner(path, node.ephemeral_owner)
 
     def finish(self) -> None:
         """Link the runs that came before their parent; a parent still missing means the

@@ -42,12 +42,10 @@ class SnapshotFileWriter:
         self.path = Path(path)
         # O_EXCL: every snapshot gets a name of its own, so an existing file is never reused.
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self.chunk_count = 0
 
     def add(self, chunk: bytes) -> None:
         _write_all(self._fd, _LENGTH.pack(len(chunk)))
         _write_all(self._fd, chunk)
-        self.chunk_count += 1
 
     def finish(self, node_count: int) -> None:
         _write_all(self._fd, _LENGTH.pack(0) + _COUNT.pack(node_count))

@@ -82,10 +82,6 @@ class SnapshotWriter:
         self.path = txn_log.new_snapshot_path(zxid)
         self._file = snapfile.SnapshotFileWriter(self.path)
 
-    @property
-    def chunk_count(self) -> int:
-        return self._file.chunk_count
-
     def add(self, chunk: bytes) -> None:
         self._file.add(chunk)
 
@@ -184,19 +180,20 @@ class TxnLog:
     # -- snapshots -----------------------------------------------------------------------------
 
     def write_snapshot(self, zxid: int, nodes, sessions, time_ms: int) -> dict:
-        """Store a snapshot of the tree as of ``zxid``; nodes come parents first."""
-        chunks = []
+        """Store a snapshot of the tree as of ``zxid``; nodes come parents first. Each chunk
+        goes to the file as soon as it is encoded."""
+        writer = self.snapshot_writer(zxid)
         node_count = 0
         encoder = snapcodec.ChunkEncoder()
         for path, node in nodes:
             encoder.add([path], [node])
             node_count += 1
             if encoder.size_bytes >= CHUNK_BYTES:
-                chunks.append(encoder.finish())
+                writer.add(encoder.finish())
                 encoder = snapcodec.ChunkEncoder()
         if encoder.node_count:
-            chunks.append(encoder.finish())
-        return self.write_snapshot_chunks(zxid, chunks, node_count, sessions, time_ms)
+            writer.add(encoder.finish())
+        return writer.commit(node_count, sessions, time_ms)
 
     def write_snapshot_chunks(self, zxid: int, chunks, node_count: int, sessions,
                               time_ms: int) -> dict:

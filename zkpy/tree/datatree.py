@@ -228,10 +228,7 @@ class DataTree:
             path, data, version = decoded
             node = self.nodes.get(path)
             if node is not None:  # else deleted after a fuzzy snapshot encoded it: skipped
-                node.data = data
-                node.version = version
-                node.mzxid = zxid
-                node.mtime = time_ms
+                self._set_data(node, data, version, zxid, time_ms)
         elif txn_type == _MULTI:
             subs = split_multi_txn(buf, offset)
             if subs is None:
@@ -267,7 +264,7 @@ class DataTree:
                 self._raise_parent_counters(path, -1, zxid)
             return
         if txn_type == _SET_DATA:  # the common replayed change: no result to build
-            self._set_data(self.nodes[path], txn, zxid, time_ms)
+            self._set_data(self.nodes[path], txn.data, txn.version, zxid, time_ms)
             return
         handler = self._HANDLERS.get(txn_type)
         if handler is None:
@@ -319,10 +316,12 @@ class DataTree:
             parent.pzxid = zxid
         self.nodes[path] = node
         if owner:
-            self._index_owner(path, owner)
+            self.index_owner(path, owner)
         return node, parent, parent_path
 
-    def _index_owner(self, path: str, owner: int) -> None:
+    def index_owner(self, path: str, owner: int) -> None:
+        """Index a node by its non-zero ephemeral_owner: a container, a TTL node or a
+        session's ephemeral (created, or loaded from a snapshot)."""
         if owner == CONTAINER_OWNER:
             self.containers.add(path)
         elif ttl_of(owner):
@@ -361,14 +360,14 @@ class DataTree:
 
     def _apply_set_data(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]
-        self._set_data(node, txn, zxid, time_ms)
+        self._set_data(node, txn.data, txn.version, zxid, time_ms)
         return TxnResult(OpCode.setData, 0, txn.path, node.stat(),
                          ((NODE_DATA_CHANGED, txn.path, node.acl),))
 
     @staticmethod
-    def _set_data(node: Node, txn, zxid: int, time_ms: int) -> None:
-        node.data = txn.data
-        node.version = txn.version
+    def _set_data(node: Node, data, version: int, zxid: int, time_ms: int) -> None:
+        node.data = data
+        node.version = version
         node.mzxid = zxid
         node.mtime = time_ms
 
@@ -449,17 +448,7 @@ class DataTree:
                 parent.children = set()
             parent.children.add(paths.name_of(path))
         if node.ephemeral_owner:
-            self.index_loaded_owner(path, node.ephemeral_owner)
-
-    def index_loaded_owner(self, path: str, owner: int) -> None:
-        """Index a loaded node by its non-zero ephemeral_owner (containers, TTL nodes and
-        session ephemerals; anything else is not indexed)."""
-        if owner == CONTAINER_OWNER:
-            self.containers.add(path)
-        elif ttl_of(owner):
-            self.ttls.add(path)
-        elif is_session_owner(owner):
-            self.ephemerals.setdefault(owner, set()).add(path)
+            self.index_owner(path, node.ephemeral_owner)
 
     def clear(self) -> None:
         self.nodes.clear()

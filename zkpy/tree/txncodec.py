@@ -1,9 +1,10 @@
 """Decoding creates and logged txns on the hot paths, with fast paths for the common ones.
 
 Creates (CreateRequest from clients, CreateTxn on the apply path; a bulk load and its replay
-apply millions) nearly all carry the same ACL list. The generic codec decodes that list, its ACL and Id records and two
-strings for every create; here the raw bytes of the few ACL lists seen last are remembered,
-and a create whose ACL bytes start with one of them takes the remembered (immutable) value.
+apply millions) nearly all carry the same ACL list. The generic codec decodes that list, its
+ACL and Id records and two strings for every create; here the raw bytes of the few ACL lists
+seen last are remembered, and a create whose ACL bytes start with one of them takes the
+remembered (immutable) value.
 The Jute encoding of a vector is self-delimiting, so bytes that begin with a complete known
 encoding decode to exactly that value. Anything unusual (null or odd lengths, a new ACL,
 trailing bytes) goes through the generic codec, which also raises the errors.
@@ -109,14 +110,15 @@ def _decode_and_remember(record, buf: bytes, offset: int, whole: bool):
     if decoded.acl is None or len(_acl_memo) >= _ACL_VECTOR_MEMO_LIMIT:
         return decoded, end
     # The canonical encoding of a decoded value decodes back to exactly that value.
-    raw = _encode_acl_vector(decoded.acl)
+    raw = encode_acl_vector(decoded.acl)
     if all(raw != known for known, _ in _acl_memo):
         _acl_memo.append((raw, tuple(decoded.acl)))
     return decoded, end
 
 
-def _encode_acl_vector(acl) -> bytes:
-    return _LENGTH.pack(len(acl)) + b"".join(r.ACL.encode(a) for a in acl)
+def encode_acl_vector(acl) -> bytes:
+    """A Jute vector<ACL>: the count, then each ACL."""
+    return _LENGTH.pack(len(acl)) + b"".join(map(r.ACL.encode, acl))
 
 
 _last_acl_encoded: tuple = (object(), b"")  # (ACL list, its vector bytes), by identity
@@ -132,7 +134,7 @@ def encode_create_txn(txn: r.CreateTxn) -> bytes:
     if acl is _last_acl_encoded[0]:
         raw_acl = _last_acl_encoded[1]
     else:
-        raw_acl = _encode_acl_vector(acl)
+        raw_acl = encode_acl_vector(acl)
         if type(acl) is tuple:  # immutable: the identity stays meaningful
             _last_acl_encoded = (acl, raw_acl)
     raw_path = path.encode()

@@ -9,13 +9,34 @@ DEBIAN_PACKAGES := zookeeper zookeeper-bin libcurator-client-java libcurator-fra
 	libcurator-recipes-java libcurator-discovery-java chromium openssl openjdk-17-jdk-headless
 SEEDS ?= 200
 
-.PHONY: run test unit compat bench sim reference venv clean
+.PHONY: run test unit compat bench sim reference venv lock clean
 
-$(STAMP): pyproject.toml
+# Every Python package, zkpy's dependencies and their dependencies, pip and setuptools
+# included, is installed at the version requirements.lock names, so a fresh machine runs what the
+# tests ran with. zkpy itself goes in without dependencies or build isolation (setuptools from the
+# lock builds it), and `pip check` fails when pyproject.toml needs something the lock lacks.
+$(STAMP): pyproject.toml requirements.lock
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+venv: $(STAMP)
+
+# A deliberate upgrade: resolve pyproject.toml's ranges afresh in a scratch virtualenv, write the
+# result to requirements.lock, then rebuild the venv from it and run every test.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[test,bench]'
+	{ echo "# Written by 'make lock' on $$(date -u +%Y-%m-%d); every package at the version the tests ran with."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v '^zkpy[ =@]'; } > requirements.lock
+	rm -rf $(LOCK_VENV)
+	$(MAKE) test
 
 venv: $(STAMP)
 
@@ -45,4 +66,4 @@ bench: $(STAMP) reference
 	$(PY) -m zkpy.bench.run_all
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info

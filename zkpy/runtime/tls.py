@@ -109,12 +109,46 @@ def _load_jks(data: bytes, password: str, location: str):
     import jks  # pyjks
 
     try:
-        return jks.KeyStore.loads(data, password)
+        # Keys are decrypted by _jks_private_key, not by pyjks (see there).
+        return jks.KeyStore.loads(data, password, try_decrypt_keys=False)
     except jks.util.KeystoreSignatureException:
         raise TlsError(f"{location}: keystore was tampered with, or password was incorrect") from None
     except (jks.util.BadKeystoreFormatException, jks.util.UnsupportedKeystoreTypeException,
             jks.util.DuplicateAliasException, ValueError) as error:
         raise TlsError(f"{location}: not a readable JKS store ({error})") from None
+
+
+def _jks_private_key(entry, password: str) -> bytes | None:
+    """The PKCS#8 bytes of a JKS private key entry, or None if ``password`` does not open it.
+
+    pyjks's own ``decrypt`` reads the key-protection AlgorithmIdentifier's parameters, which
+    JDK 17's keytool (17.0.15 here) no longer writes (it omits them instead of writing NULL), so
+    pyjks fails on every such store with any pyasn1. The JavaSoft algorithm takes no
+    parameters: only the OID and the encrypted bytes are read here, and pyjks's cipher does
+    the rest. JCEKS entries (PBE with parameters) still go through pyjks."""
+    import jks
+    from pyasn1.codec.ber import decoder
+    from pyasn1.error import PyAsn1Error
+    from pyasn1_modules import rfc5208
+
+    if entry.is_decrypted():
+        return entry.pkey_pkcs8
+    # pyjks keeps the still-encrypted entry only in this attribute; it has no public reader.
+    encrypted = entry._encrypted
+    try:
+        info = decoder.decode(encrypted, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())[0]
+        algorithm = info["encryptionAlgorithm"]["algorithm"].asTuple()
+        ciphertext = info["encryptedData"].asOctets()
+    except PyAsn1Error:
+        return None
+    try:
+        if algorithm == jks.sun_crypto.SUN_JKS_ALGO_ID:
+            return jks.sun_crypto.jks_pkey_decrypt(ciphertext, password)
+        entry.decrypt(password)
+        return entry.pkey_pkcs8
+    except (jks.util.DecryptionFailureException, jks.util.BadHashCheckException,
+            jks.util.BadPaddingException, jks.util.UnexpectedAlgorithmException):
+        return None
 
 
 def _load_pkcs12(data: bytes, password: str, location: str):
@@ -161,10 +195,11 @@ def load_key_store(location: str, password: str, kind: str):
             log.warning("key store has several private keys; using the first alias",
                         store=location, alias=entries[0][0])
         alias, entry = entries[0]
-        if not entry.is_decrypted():
+        pkcs8 = _jks_private_key(entry, password)
+        if pkcs8 is None:
             raise TlsError(f"{location}: the key of alias {alias!r} is not encrypted with the "
                            "store password (Java reads it with ssl.keyStore.password)")
-        key = serialization.load_der_private_key(entry.pkey_pkcs8, None)
+        key = serialization.load_der_private_key(pkcs8, None)
         chain = [x509.load_der_x509_certificate(der) for _, der in entry.cert_chain]
         return key, chain
     if kind == "PKCS12":

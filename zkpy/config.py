@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import javaproperties
+
 from jute import MAX_BUFFER_BYTES_DEFAULT
 from zkpy.zab.membership import Member, ReconfigError, parse_member
 
@@ -83,9 +85,10 @@ class ServerConfig(NamedTuple):
     metrics_http_host: str = "0.0.0.0"
     metrics_export_jvm_info: bool = True
     servers: tuple = ()
-    ignored: tuple = ()
+    ignored: tuple = ()            # zoo.cfg keys zkpy does not use (logged)
+    keys_as_properties: tuple = ()  # zoo.cfg keys taken as zookeeper.K properties (logged)
     # What the server was started with, for the AdminServer's initial_configuration and
-    # system_properties commands.
+    # system_properties commands (the -D properties and those zoo.cfg keys became).
     initial_configuration: str = ""
     system_properties: tuple = ()
     # TLS on secureClientPort (zkpy.runtime.tls) and the x509/SASL authentication (zkpy.auth).
@@ -115,15 +118,32 @@ ALL_WORDS = frozenset(("ruok", "srvr", "stat", "mntr", "conf", "cons", "crst", "
 PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
 DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
 
-# Keys ZooKeeper knows that zkpy reads but does not act on (yet); they are accepted quietly.
-_KNOWN_IGNORED = {
-    "preAllocSize", "forceSync", "leaderServes", "cnxTimeout", "electionAlg",
-    "quorumListenOnAllIPs", "standaloneEnabled", "syncEnabled",
-    "clientPortListenBacklog",
-    "audit.enable",
-    "localSessionsEnabled", "localSessionsUpgradingEnabled", "skipACL", "dynamicConfigFile",
-    "peerType", "portUnification", "jute.maxbuffer.extrasize",
-}
+# The keys ZooKeeper 3.8's QuorumPeerConfig.parseProperties parses itself; every other zoo.cfg
+# key K becomes the system property zookeeper.K (see effective_properties).
+_QUORUM_PEER_CONFIG_KEYS = frozenset((
+    "dataDir", "dataLogDir", "clientPort", "localSessionsEnabled",
+    "localSessionsUpgradingEnabled", "clientPortAddress", "clientPortListenBacklog",
+    "secureClientPort", "secureClientPortAddress", "observerMasterPort", "tickTime",
+    "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit", "syncLimit",
+    "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "peerType",
+    "syncEnabled", "dynamicConfigFile", "autopurge.snapRetainCount", "autopurge.purgeInterval",
+    "standaloneEnabled", "reconfigEnabled", "sslQuorum", "portUnification",
+    "sslQuorumReloadCertFiles", "quorum.auth.enableSasl", "quorum.auth.serverRequireSasl",
+    "quorum.auth.learnerRequireSasl", "quorum.auth.learner.saslLoginContext",
+    "quorum.auth.server.saslLoginContext", "quorum.auth.kerberos.servicePrincipal",
+    "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms", "jvm.pause.warn-threshold.ms",
+    "jvm.pause.sleep.time.ms", "jvm.pause.monitor", "multiAddress.enabled",
+    "multiAddress.reachabilityCheckEnabled", "multiAddress.reachabilityCheckTimeoutMs",
+    "oraclePath",
+))
+_QUORUM_PEER_CONFIG_PREFIXES = ("server.", "group", "weight", "metricsProvider.")
+# QuorumPeerConfig keys zkpy reads outside _HANDLERS.
+_QUORUM_KEYS_READ = frozenset(("sslQuorum",))
+# zoo.cfg keys that are zkpy's own (ZooKeeper reads these settings only as -D properties of a
+# name that is not zookeeper.K, or not at all).
+_ZKPY_KEYS = frozenset(("jute.maxbuffer", "readonlymode.enabled",
+                        "znode.container.checkIntervalMs", "superDigest",
+                        "zkpy.maxWatchesPerSession"))
 
 _PROPERTY_KEYS = {
     "zookeeper.extendedTypesEnabled": "extendedTypesEnabled",
@@ -143,11 +163,7 @@ _PROPERTY_KEYS = {
 
 def unused_properties(properties: dict[str, str]) -> list[str]:
     """The -D properties zkpy does not act on (logged at start-up)."""
-    used = (set(_PROPERTY_KEYS) | _PROPERTIES_READ_ELSEWHERE
-            | {"zookeeper." + key for key in _SECURITY_KEYS})  # TLS and SASL, read by _security
-    return sorted(name for name in properties
-                  if name not in used and not name.startswith(("zookeeper.authProvider.",
-                                                               "zookeeper.superUser.")))
+    return sorted(name for name in properties if not _property_used(name))
 
 
 # Properties read by other parts of the server (TLS, SASL) rather than mapped to zoo.cfg keys.
@@ -197,54 +213,81 @@ def _server(key: str, value: str) -> Member:
         raise ConfigError(f"{key}: {value!r} is not host:quorumPort:electionPort[:role][;[host:]port]") from None
 
 
-def parse_lines(text: str) -> dict[str, str]:
-    """key=value lines; '#' comments and blank lines are skipped (java.util.Properties-like)."""
-    settings: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#") or line.startswith("!"):
-            continue
-        separator = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
-        if separator < 0:
-            raise ConfigError(f"line {number}: {line!r} is not key=value")
-        settings[line[:separator].strip()] = line[separator + 1:].strip()
-    return settings
+def parse_zoo_cfg(text: str) -> dict[str, str]:
+    """zoo.cfg as ZooKeeper reads it: java.util.Properties.load (comments, ``=``, ``:`` or
+    white space between key and value, backslash continuations and escapes, the last of two
+    equal keys winning), then keys and values trimmed as QuorumPeerConfig does."""
+    return {key.strip(): value.strip() for key, value in javaproperties.loads(text).items()}
+
+
+def effective_properties(settings: dict[str, str], properties: dict[str, str]) -> dict[str, str]:
+    """The Java system properties a ZooKeeper server started this way would have: the -D
+    ``properties``, then ``zookeeper.K=V`` for every zoo.cfg key K that QuorumPeerConfig does not
+    parse itself (QuorumPeerConfig.parseProperties sets them with System.setProperty, so they
+    override a -D value of the same name)."""
+    view = dict(properties)
+    for key, value in settings.items():
+        if not _parsed_by_quorum_peer_config(key):
+            view["zookeeper." + key] = value
+    return view
+
+
+def _parsed_by_quorum_peer_config(key: str) -> bool:
+    return key in _QUORUM_PEER_CONFIG_KEYS or key.startswith(_QUORUM_PEER_CONFIG_PREFIXES)
+
+
+def _property_used(name: str) -> bool:
+    """Whether zkpy reads the system property ``name`` (to tell the operator which are not)."""
+    return (name in _PROPERTY_KEYS or name in _PROPERTIES_READ_ELSEWHERE
+            or name.startswith(("zookeeper.authProvider.", "zookeeper.superUser.",
+                                "zookeeper.ssl.quorum."))
+            or (name.startswith("zookeeper.") and name[len("zookeeper."):] in _SECURITY_KEYS))
 
 
 def build_config(settings: dict[str, str], properties: dict[str, str] | None = None) -> ServerConfig:
     """Validate ``settings`` (zoo.cfg keys) over ``properties`` (-D values) into a config."""
+    properties = properties or {}
+    props = effective_properties(settings, properties)
     merged: dict[str, str] = {}
-    for name, value in (properties or {}).items():
+    for name, value in props.items():
         if name in _PROPERTY_KEYS:
             merged[_PROPERTY_KEYS[name]] = value
-    merged.update(settings)
+    merged.update((key, value) for key, value in settings.items() if key in _HANDLERS)
     fields: dict = {}
-    servers = []
-    ignored = []
     for key, value in merged.items():
-        handler = _HANDLERS.get(key)
-        if handler is not None:
-            field, parsed = handler(key, value)
-            fields[field] = parsed
-        elif key.startswith("server."):
-            servers.append(_server(key, value))
-        elif key in _SECURITY_KEYS or key.startswith("authProvider."):
-            continue  # read by _security below
-        elif key in _KNOWN_IGNORED or key.startswith(("ssl.", "group.", "weight.", "quorum.")):
-            ignored.append(key)
-        else:
-            ignored.append(key)
+        field, parsed = _HANDLERS[key](key, value)
+        fields[field] = parsed
+    servers = [_server(key, value) for key, value in settings.items() if key.startswith("server.")]
+    as_properties, ignored = _sort_out_keys(settings)
     fields["client_port_given"] = "clientPort" in merged
-    fields.update(_security(settings, properties or {}, fields.get("secure_client_port")))
-    if _bool("sslQuorum", merged.get("sslQuorum", (properties or {}).get("zookeeper.sslQuorum", "false"))):
-        fields["quorum_tls"] = _quorum_tls(_system_properties(settings, properties or {}))
+    fields.update(_security(settings, props, fields.get("secure_client_port")))
+    if _bool("sslQuorum", settings.get("sslQuorum", props.get("zookeeper.sslQuorum", "false"))):
+        fields["quorum_tls"] = _quorum_tls(props)
     config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored),
-                          system_properties=tuple(sorted((properties or {}).items())))
+                          keys_as_properties=tuple(as_properties),
+                          system_properties=tuple(sorted(props.items())))
     if config.min_session_timeout > config.max_session_timeout:
         raise ConfigError("minSessionTimeout: must not be larger than maxSessionTimeout")
     if not (0 < config.client_port < 65536):
         raise ConfigError(f"clientPort: {config.client_port} is not a TCP port")
     return config
+
+
+def _sort_out_keys(settings: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(zoo.cfg keys zkpy takes as the system property ``zookeeper.K``, keys it does not use)."""
+    as_properties: list[str] = []
+    ignored: list[str] = []
+    for key in settings:
+        if key in _HANDLERS or key.startswith("server.") or key in _QUORUM_KEYS_READ:
+            if not _parsed_by_quorum_peer_config(key) and key not in _ZKPY_KEYS:
+                as_properties.append(key)
+        elif _parsed_by_quorum_peer_config(key):
+            ignored.append(key)  # ZooKeeper acts on it; zkpy does not (yet)
+        elif _property_used("zookeeper." + key):
+            as_properties.append(key)
+        else:
+            ignored.append(key)
+    return as_properties, ignored
 
 
 _HANDLERS = {
@@ -311,10 +354,11 @@ def load(path: str | Path | None, properties: dict[str, str] | None = None) -> S
         text = "".join(f"{key}={value}\n" for key, value in settings.items())
     else:
         try:
-            text = Path(path).read_text()
+            # java.util.Properties.load(InputStream) reads ISO 8859-1; so does zkpy.
+            text = Path(path).read_bytes().decode("latin-1")
         except OSError as error:
             raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-        settings = parse_lines(text)
+        settings = parse_zoo_cfg(text)
     return build_config(settings, properties)._replace(initial_configuration=text)
 
 
@@ -340,14 +384,6 @@ _PROVIDER_SCHEMES = {
 }
 _STORE_EXTENSIONS = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".bcfks": "BCFKS"}
 _TLS_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "TLS")
-
-
-def _system_properties(settings: dict[str, str], properties: dict[str, str]) -> dict[str, str]:
-    view = dict(properties)
-    for key, value in settings.items():
-        if key in _SECURITY_KEYS or key.startswith(("ssl.", "authProvider.")):
-            view["zookeeper." + key] = value
-    return view
 
 
 def _password(props: dict[str, str], store: str) -> str:
@@ -433,9 +469,8 @@ def _quorum_tls(props: dict[str, str]) -> TlsConfig:
                           .replace("secureClientPort", "sslQuorum")) from None
 
 
-def _security(settings: dict[str, str], properties: dict[str, str],
+def _security(settings: dict[str, str], props: dict[str, str],
               secure_client_port: int | None) -> dict:
-    props = _system_properties(settings, properties)
     schemes: set[str] = set()
     unknown: list[str] = []
     for name, value in sorted(props.items()):

@@ -95,6 +95,13 @@ def test_unknown_keys_are_logged_not_fatal(server_factory, raw):
     assert raw(server).create("/works").err == OK
 
 
+def test_keys_taken_as_system_properties_are_logged(server_factory, raw):
+    server = server_factory("zkpy", settings={"snapCount": "1000", "enforceQuota": "true"})
+    wait_for_log(server, r"config key taken as a system property.*key=snapCount\b")
+    wait_for_log(server, r"config key not used by zkpy.*key=enforceQuota\b")
+    assert raw(server).create("/works").err == OK
+
+
 def _run_cli(tmp_path, settings: dict[str, str], extra_args=(), timeout_s: float = 30.0):
     """Run ``python -m zkpy zoo.cfg`` expecting it to refuse the configuration."""
     config = {"tickTime": "2000", "dataDir": str(tmp_path / "data"), "clientPort": str(free_port()),

@@ -141,3 +141,31 @@ def test_curator_reconfig_api(kind, tmp_path):
     finally:
         for member in members:
             member.stop()
+
+
+@pytest.mark.parametrize("kind", ["zookeeper", "zkpy"])
+def test_reconfig_as_super_user_set_by_a_zoo_cfg_line(kind, tmp_path):
+    """kazoo's own test harness gives the super digest as the zoo.cfg line
+    ``DigestAuthenticationProvider.superDigest=...``: ZooKeeper turns a zoo.cfg key it does not
+    parse into the system property ``zookeeper.<key>``, so that line sets the super user."""
+    members = ensemble(kind, tmp_path, 4, settings={
+        "reconfigEnabled": "true", "DigestAuthenticationProvider.superDigest": SUPER_DIGEST})
+    joiner_line = members[0].settings["server.4"]
+    for member in members[:3]:
+        member.settings.pop("server.4")  # the fourth server joins by reconfig
+    try:
+        start_all(members[:3])
+        client = KazooClient(connect_string(members[:3]))
+        client.start()
+        members[3].start()
+        joining = "server.4=" + joiner_line.replace(";", ":participant;")
+        with pytest.raises(NoAuthError):
+            client.reconfig(joining=joining, leaving=None, new_members=None)
+        client.add_auth("digest", "super:secret")
+        data, _ = client.reconfig(joining=joining, leaving=None, new_members=None)
+        assert server_ids(data) == [1, 2, 3, 4]
+        assert server_ids(client.get("/zookeeper/config")[0]) == [1, 2, 3, 4]
+        client.stop()
+    finally:
+        for member in members:
+            member.stop()

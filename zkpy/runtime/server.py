@@ -581,6 +581,9 @@ def run(config: ServerConfig) -> int:
     tuning.configure()
     for key in config.ignored:
         log.info("config key not used by zkpy", key=key)
+    for key in config.keys_as_properties:
+        # QuorumPeerConfig's rule: a zoo.cfg key it does not parse is the property zookeeper.K.
+        log.info("config key taken as a system property", key=key, property="zookeeper." + key)
     os.makedirs(config.data_dir, exist_ok=True)
     try:
         if len(config.servers) > 1:

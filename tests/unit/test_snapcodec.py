@@ -218,6 +218,29 @@ def test_a_damaged_snapshot_file_is_refused(tmp_path, damage):
         list(snapfile.read_chunks(tmp_path / "damaged"))
 
 
+@pytest.mark.parametrize("offset", range(len(snapfile.MAGIC) + 8, len(snapfile.MAGIC) + 8 + 10))
+def test_a_flipped_bit_in_a_chunk_fails_its_checksum(tmp_path, offset):
+    whole = bytearray(_file_with_chunks(tmp_path / "whole", [b"a" * 10, b"b" * 5]))
+    whole[offset] ^= 0x01
+    (tmp_path / "damaged").write_bytes(bytes(whole))
+    with pytest.raises(snapfile.SnapshotFileError, match="checksum"):
+        list(snapfile.read_chunks(tmp_path / "damaged"))
+
+
+def test_a_flipped_bit_in_the_node_count_is_refused(tmp_path):
+    whole = bytearray(_file_with_chunks(tmp_path / "whole", [b"a" * 10]))
+    whole[-6] ^= 0x01
+    (tmp_path / "damaged").write_bytes(bytes(whole))
+    with pytest.raises(snapfile.SnapshotFileError, match="trailer"):
+        list(snapfile.read_chunks(tmp_path / "damaged"))
+
+
+def test_files_from_before_checksums_are_still_read(tmp_path):
+    legacy = b"".join(len(c).to_bytes(4, "big") + c for c in (b"a" * 10, b"b" * 5))
+    (tmp_path / "legacy").write_bytes(legacy + bytes(4) + (3).to_bytes(8, "big"))
+    assert list(snapfile.read_chunks(tmp_path / "legacy")) == [b"a" * 10, b"b" * 5]
+
+
 def test_a_snapshot_file_never_overwrites_an_existing_one(tmp_path):
     _file_with_chunks(tmp_path / "s", [b"x"])
     with pytest.raises(FileExistsError):

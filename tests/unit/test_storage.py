@@ -226,3 +226,26 @@ def test_a_malformed_sub_txn_raises_before_any_of_its_multi_applies():
     with pytest.raises(JuteDecodeError):
         tree.replay_encoded(encode_txn(hdr, r.MultiTxn([good, bad])))
     assert _tree_view(tree) == before and tree.last_zxid == 0
+
+
+def test_a_damaged_table_is_an_error_not_the_end_of_the_log(tmp_path):
+    """A RocksDB iterator that meets a damaged block stops as if the data had ended; TxnLog
+    checks its status, so replay raises instead of handing back a shorter log."""
+    import os
+    import struct
+
+    from zkpy.storage.txnlog import LOG_PREFIX, StorageCorruptionError, TxnLog
+
+    txn_log = TxnLog(tmp_path / "db")
+    for zxid in range(1, 151):
+        txn_log.put_synced(LOG_PREFIX + struct.pack(">Q", zxid), os.urandom(200))
+    txn_log.close()  # flushes the memtable into a table
+    table = max((tmp_path / "db").glob("*.sst"), key=lambda p: p.stat().st_size)
+    data = bytearray(table.read_bytes())
+    for index in range(len(data) // 3, len(data) // 3 + 64):
+        data[index] ^= 0xFF
+    table.write_bytes(bytes(data))
+    txn_log = TxnLog(tmp_path / "db")
+    with pytest.raises(StorageCorruptionError, match=table.name):
+        sum(1 for _ in txn_log.encoded_txns_after(0))
+    txn_log.close()

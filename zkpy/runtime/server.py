@@ -30,8 +30,9 @@ from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
 from zkpy.storage import snapfile
+from zkpy.storage.snapfile import SnapshotFileError
 from zkpy.storage.fuzzy import FuzzySnapshot
-from zkpy.storage.txnlog import TxnLog
+from zkpy.storage.txnlog import StorageError, TxnLog
 from zkpy.tree import acl as acls
 
 log = structlog.get_logger("zkpy.server")
@@ -595,7 +596,19 @@ def run(config: ServerConfig) -> int:
         # ZooKeeper exits 1 (an unexpected exception) for a JAAS file it cannot read.
         log.error("cannot start: TLS or SASL setup failed", error=str(error))
         return 1
-    server.restore()
+    except StorageError as error:
+        log.error("cannot start: the data directory cannot be opened", error=str(error))
+        return 1
+    try:
+        server.restore()
+    except (StorageError, SnapshotFileError) as error:
+        # Never serve a tree rebuilt from damaged files: it could lack acknowledged writes.
+        # ZooKeeper, too, exits when it cannot load its database.
+        log.error("cannot start: the data directory is damaged; restore it from a backup or, "
+                  "in an ensemble, remove it so that the member syncs from the leader",
+                  error=str(error))
+        server.txn_log.close()
+        return 1
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from pathlib import Path
 from typing import Iterator
 
-from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import (AccessType, DBRecoveryMode, Options, Rdict, ReadOptions, WriteBatch,
+                       WriteOptions)
 
 from jute import records as r
 from zkpy.storage import snapcodec, snapfile
@@ -38,6 +40,7 @@ LOG_PREFIX = b"L"
 SNAPSHOT_PREFIX = b"S"
 META_PREFIX = b"M"
 _LOG_END = bytes([LOG_PREFIX[0] + 1])  # no log key reaches it
+_META_END = bytes([META_PREFIX[0] + 1])
 # Inside the database's directory, so that it moves with it (an import renames that
 # directory into place); RocksDB leaves alone what it did not create.
 SNAPSHOT_DIRECTORY = "snapshots"
@@ -70,6 +73,29 @@ class _Format1Loader:
 
     def finish(self) -> None:
         pass
+
+
+class StorageError(Exception):
+    """The database cannot be opened or read; the message names the directory and RocksDB's
+    reason (for damage, the file and offset)."""
+
+
+class StorageCorruptionError(StorageError):
+    """A data file failed a checksum or is inconsistent: serving from it could answer with
+    missing or wrong data, so the server must not start on it."""
+
+
+def _storage_error(directory: Path, error: Exception) -> StorageError:
+    # rocksdict raises plain Exceptions carrying RocksDB's status text ("Corruption: block
+    # checksum mismatch: ... in db/000009.sst offset 8160 size 4075").
+    message = f"{directory}: {error}"
+    if "Corruption" not in str(error):
+        return StorageError(message)
+    if not re.search(r"\d{6}\.sst|MANIFEST|CURRENT|OPTIONS", str(error)):
+        # Damage found replaying the write-ahead log is reported without the file's name.
+        logs = sorted(path.name for path in directory.glob("*.log"))
+        message += f" (in the write-ahead log: {', '.join(logs) or 'none left'})"
+    return StorageCorruptionError(message)
 
 
 class SnapshotWriter:
@@ -105,14 +131,44 @@ class TxnLog:
         self._no_sync = WriteOptions()
         self._no_sync.sync = False
         options = Options(raw_mode=True)
+        options.set_paranoid_checks(True)
+        # RocksDB's default (point in time) replays the WAL up to its first damaged record and
+        # silently drops the rest. Every record before the tail was acknowledged, so only an
+        # incomplete last record (a write torn by a crash, never acknowledged) may be dropped;
+        # any other damage stops the open.
+        options.set_wal_recovery_mode(DBRecoveryMode.tolerate_corrupted_tail_records())
         if read_only:
-            self.db = Rdict(str(self.directory), options, access_type=AccessType.read_only())
+            self.db = self._open(options, access_type=AccessType.read_only())
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         options.create_if_missing(True)
-        self.db = Rdict(str(self.directory), options)
+        self.db = self._open(options)
         self.snapshot_directory.mkdir(exist_ok=True)
         self._remove_orphan_snapshot_files()
+
+    def _open(self, options: Options, **kwargs) -> Rdict:
+        try:
+            return Rdict(str(self.directory), options, **kwargs)
+        except Exception as error:  # rocksdict raises plain Exceptions
+            raise _storage_error(self.directory, error) from None
+
+    def _scan(self, first_key: bytes, upper_bound: bytes) -> Iterator[bytes]:
+        """The values from ``first_key`` up to ``upper_bound``, in key order.
+        A RocksDB iterator that meets a damaged block just stops as if the data had ended; its
+        status tells the two apart, so it is checked at the end and damage raises
+        StorageCorruptionError instead of passing for the end of the log."""
+        bounds = ReadOptions()
+        bounds.set_iterate_upper_bound(upper_bound)
+        iterator = self.db.iter(bounds)
+        iterator.seek(first_key)
+        valid, advance, value = iterator.valid, iterator.next, iterator.value
+        while valid():
+            yield value()
+            advance()
+        try:
+            iterator.status()
+        except Exception as error:
+            raise _storage_error(self.directory, error) from None
 
     def close(self) -> None:
         self.db.close()
@@ -147,28 +203,23 @@ class TxnLog:
         self.write_synced(writes)
 
     def txns_after(self, zxid: int) -> Iterator[tuple[r.TxnHeader, object]]:
-        iterator = self.db.iter()
-        iterator.seek(LOG_PREFIX + _u64(zxid + 1))
-        while iterator.valid():
-            key = iterator.key()
-            if not key.startswith(LOG_PREFIX):
-                break
-            yield decode_txn(iterator.value())
-            iterator.next()
+        for encoded in self.encoded_txns_after(zxid):
+            yield decode_txn(encoded)
 
     def encoded_txns_after(self, zxid: int) -> Iterator[bytes]:
-        """The logged txns after ``zxid`` as stored (TxnHeader and record bytes), in zxid order.
-        Iterating values under an upper bound takes half the time of the key-checking loop
-        of ``txns_after``, which counts when a restart replays millions."""
-        bounds = ReadOptions()
-        bounds.set_iterate_upper_bound(_LOG_END)
-        return self.db.values(from_key=LOG_PREFIX + _u64(zxid + 1), read_opt=bounds)
+        """The logged txns after ``zxid`` as stored (TxnHeader and record bytes), in zxid order;
+        StorageCorruptionError if a damaged block cuts the log short."""
+        return self._scan(LOG_PREFIX + _u64(zxid + 1), _LOG_END)
 
     def last_logged_zxid(self) -> int:
         iterator = self.db.iter()
         iterator.seek_for_prev(LOG_PREFIX + b"\xff" * 8)
         if iterator.valid() and iterator.key().startswith(LOG_PREFIX):
             return _ZXID.unpack(iterator.key()[1:])[0]
+        try:
+            iterator.status()
+        except Exception as error:
+            raise _storage_error(self.directory, error) from None
         return 0
 
     def truncate_before(self, zxid: int) -> None:
@@ -233,12 +284,7 @@ class TxnLog:
 
     def snapshots(self) -> list[dict]:
         """Complete snapshots, newest first."""
-        found = []
-        iterator = self.db.iter()
-        iterator.seek(META_PREFIX)
-        while iterator.valid() and iterator.key().startswith(META_PREFIX):
-            found.append(json.loads(iterator.value()))
-            iterator.next()
+        found = [json.loads(value) for value in self._scan(META_PREFIX, _META_END)]
         return sorted(found, key=lambda m: m["zxid"], reverse=True)
 
     def read_snapshot(self, meta: dict) -> tuple[Iterator, list]:

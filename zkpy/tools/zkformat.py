@@ -41,6 +41,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
+import cramjam
+
 from jute import OpCode, Perms
 from jute import records as r
 from jute.errors import JuteDecodeError
@@ -202,60 +204,15 @@ class _Reader:
         return zlib.adler32(memoryview(self.buf)[:self.pos], self.adler)
 
 
-# -- snappy (snappy-java's stream framing, pure Python) -------------------------------------------
+# -- snappy (snappy-java's stream framing; the raw blocks decoded by cramjam) ---------------------
 
 
 def snappy_decompress_block(src: bytes) -> bytes:
     """Decompress one raw snappy block."""
-    length = 0
-    shift = 0
-    i = 0
-    while True:
-        byte = src[i]
-        i += 1
-        length |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-    out = bytearray()
-    end = len(src)
-    while i < end:
-        tag = src[i]
-        i += 1
-        kind = tag & 3
-        if kind == 0:
-            size = tag >> 2
-            if size >= 60:
-                extra = size - 59
-                size = int.from_bytes(src[i:i + extra], "little")
-                i += extra
-            size += 1
-            out += src[i:i + size]
-            i += size
-            continue
-        if kind == 1:
-            size = ((tag >> 2) & 7) + 4
-            offset = ((tag >> 5) << 8) | src[i]
-            i += 1
-        elif kind == 2:
-            size = (tag >> 2) + 1
-            offset = int.from_bytes(src[i:i + 2], "little")
-            i += 2
-        else:
-            size = (tag >> 2) + 1
-            offset = int.from_bytes(src[i:i + 4], "little")
-            i += 4
-        if offset == 0 or offset > len(out):
-            raise ZkFormatError("corrupt snappy block (bad copy offset)")
-        start = len(out) - offset
-        if offset >= size:
-            out += out[start:start + size]
-        else:
-            pattern = bytes(out[start:])
-            out += (pattern * (size // offset + 1))[:size]
-    if len(out) != length:
-        raise ZkFormatError(f"corrupt snappy block ({len(out)} bytes, expected {length})")
-    return bytes(out)
+    try:
+        return bytes(cramjam.snappy.decompress_raw(src))
+    except cramjam.DecompressionError as error:
+        raise ZkFormatError(f"corrupt snappy block ({error})") from None
 
 
 class SnappyStreamReader(io.RawIOBase):

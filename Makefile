@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := zookeeper zookeeper-bin libcurator-client-java libcurator-fra
 	libcurator-recipes-java libcurator-discovery-java chromium openssl openjdk-17-jdk-headless
 SEEDS ?= 200
 
-.PHONY: run test unit compat bench sim reference venv lock clean
+.PHONY: run test unit compat bench sim reference venv lock architecture clean
 
 # Every Python package, zkpy's dependencies and their dependencies, pip and setuptools
 # included, is installed at the version requirements.lock names, so a fresh machine runs what the
@@ -64,6 +64,10 @@ sim: $(STAMP)
 
 bench: $(STAMP) reference
 	$(PY) -m zkpy.bench.run_all
+
+# The import graph in docs/architecture.md, regenerated from the source.
+architecture: $(STAMP)
+	$(PY) -m tests.support.importgraph --write docs/architecture.md
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info

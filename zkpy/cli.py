@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from zkpy.config import ConfigError, load, unused_properties
-    from zkpy.runtime.server import run
+    from zkpy.runtime.main import run
     for name in unused_properties(properties):
         # Heap sizes, log4j and other JVM settings mean nothing to zkpy; say so once.
         log.info("system property not used by zkpy", property=name)

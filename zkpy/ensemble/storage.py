@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from zkpy.storage.records import SnapshotNode, SnapshotSession, encode_node, node_from_record
+# The SNAP payload codec lives with the other snapshot records, below the storage layer that
+# stores it; the node imports it from here with the Storage contract.
+from zkpy.storage.records import decode_snapshot, encode_snapshot  # noqa: F401
 from zkpy.tree.datatree import DataTree
 
 
@@ -26,30 +28,6 @@ class Storage(Protocol):
     def install_snapshot(self, zxid: int, payload: bytes) -> None: ...
     def read_txns(self, after: int, upto: int) -> list: ...
     def load_snapshot(self) -> tuple[DataTree, list, int]: ...
-
-
-def encode_snapshot(tree: DataTree, sessions) -> bytes:
-    """The tree (parents first) and the sessions, as Jute records: the SNAP payload."""
-    parts = [len(sessions).to_bytes(4, "big")]
-    parts.extend(SnapshotSession.encode(s) for s in sessions)
-    parts.extend(encode_node(path, node) for path, node in tree.iter_nodes())
-    return b"".join(parts)
-
-
-def decode_snapshot(payload: bytes, zxid: int) -> tuple[DataTree, list]:
-    count = int.from_bytes(payload[:4], "big")
-    offset = 4
-    sessions = []
-    for _ in range(count):
-        session, offset = SnapshotSession.decode_from(payload, offset)
-        sessions.append(session)
-    tree = DataTree()
-    tree.clear()
-    while offset < len(payload):
-        record, offset = SnapshotNode.decode_from(payload, offset)
-        tree.load_node(record.path, node_from_record(record))
-    tree.last_zxid = zxid
-    return tree, sessions
 
 
 class MemoryStorage:

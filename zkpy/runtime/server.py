@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,9 +28,8 @@ from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
 from zkpy.runtime.admin import start_http_endpoints
 from zkpy.storage.recovery import restore
 from zkpy.storage import snapfile
-from zkpy.storage.snapfile import SnapshotFileError
 from zkpy.storage.fuzzy import FuzzySnapshot
-from zkpy.storage.txnlog import StorageError, TxnLog
+from zkpy.storage.txnlog import TxnLog
 from zkpy.tree import acl as acls
 
 log = structlog.get_logger("zkpy.server")
@@ -570,51 +567,3 @@ class Server:
 
     def _stop_ensemble(self) -> None:
         return None
-
-
-def run(config: ServerConfig) -> int:
-    """Run a server until SIGTERM/SIGINT; returns the exit code."""
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        pass
-    tuning.configure()
-    for key in config.ignored:
-        log.info("config key not used by zkpy", key=key)
-    for key in config.keys_as_properties:
-        # QuorumPeerConfig's rule: a zoo.cfg key it does not parse is the property zookeeper.K.
-        log.info("config key taken as a system property", key=key, property="zookeeper." + key)
-    os.makedirs(config.data_dir, exist_ok=True)
-    try:
-        if len(config.servers) > 1:
-            from zkpy.runtime.quorum import QuorumServer
-            server = QuorumServer(config)
-        else:
-            server = Server(config)
-    except (tls.TlsError, sasl.SaslSetupError) as error:
-        # ZooKeeper exits 1 (an unexpected exception) for a JAAS file it cannot read.
-        log.error("cannot start: TLS or SASL setup failed", error=str(error))
-        return 1
-    except StorageError as error:
-        log.error("cannot start: the data directory cannot be opened", error=str(error))
-        return 1
-    try:
-        server.restore()
-    except (StorageError, SnapshotFileError) as error:
-        # Never serve a tree rebuilt from damaged files: it could lack acknowledged writes.
-        # ZooKeeper, too, exits when it cannot load its database.
-        log.error("cannot start: the data directory is damaged; restore it from a backup or, "
-                  "in an ensemble, remove it so that the member syncs from the leader",
-                  error=str(error))
-        server.txn_log.close()
-        return 1
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.stop)
-        await server.serve()
-
-    asyncio.run(main())
-    return server.exit_code

@@ -1,4 +1,5 @@
-"""The ensemble Storage (see zkpy.ensemble.storage) on the RocksDB txn log.
+"""The ensemble Storage (the contract in zkpy.ensemble.storage, met structurally) on the RocksDB
+txn log.
 
 Appends are queued and written by ``flush`` (the runtime calls it in a worker thread, one
 synced write for everything queued: group commit); ``read_txns`` sees queued txns too, so a
@@ -12,7 +13,7 @@ import threading
 
 from rocksdict import WriteBatch
 
-from zkpy.ensemble.storage import decode_snapshot
+from zkpy.storage.records import decode_snapshot
 from zkpy.storage.txnlog import LOG_PREFIX, TxnLog, _u64
 from zkpy.tree.datatree import DataTree
 

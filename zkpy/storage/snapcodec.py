@@ -28,6 +28,7 @@ from operator import attrgetter, itemgetter
 from typing import Iterator, NamedTuple
 
 from jute import records as wire
+from zkpy.storage.records import SnapshotNode
 from zkpy.tree.datatree import DataTree, Node
 from zkpy.tree.txncodec import encode_acl_vector
 
@@ -306,7 +307,6 @@ class TreeLoader:
 
 def iter_records(buf: bytes) -> Iterator:
     """A format-2 chunk as SnapshotNode records (for the dump tools)."""
-    from zkpy.storage.records import SnapshotNode
 
     chunk = decode_chunk(buf)
     acl_lists = [list(acl) for acl in chunk.acl_lists]

@@ -17,6 +17,14 @@ Duties of the caller (the runtime), in this order for every loop turn:
 Ordering duties of the core: txns are applied in zxid order; a session's replies leave in its
 request order (a read waits behind the session's outstanding writes); watch notifications
 caused by a txn are queued before that txn's reply.
+
+A reply goes to the connection its request came on, never to the session's current one: a
+session that moved to another connection (on this member) must not get the old connection's
+replies there, where the client never sent those xids. A connection the core has decided to
+close (``to_close``) is dead to it at once: nothing more is read from it or sent to it, though
+the runtime closes the socket only after this turn. The requests it drops (a forwarded write
+that can no longer complete, the reads queued behind it) are then never followed by a later
+reply on that connection: the client sees a lost connection, never a gap in its replies.
 """
 
 from __future__ import annotations
@@ -176,8 +184,12 @@ class ServerCore:
         self.stats = Stats()
         self.now_ms = now_ms
         self.role = STANDALONE
+        # Follower: what must go to the leader, in the order the requests came (a session's
+        # write and sync must reach the leader in its request order, or a sync's reply would
+        # come after the commit of a later write, which then matches no queued request):
+        # writes as Forward fields (session, xid, opcode, payload, auth), syncs with the
+        # sync opcode and no payload.
         self.forwards: list[tuple] = []
-        self.sync_requests: list[tuple[int, int]] = []
         self.touched: set[int] = set()
         # zkpy.auth.digest_md5.SaslAuthenticator when a JAAS Server section is configured.
         self.sasl = None
@@ -204,11 +216,21 @@ class ServerCore:
             self.watches.remove_session(conn.session_id)
 
     def _send(self, connection_id: int, data: bytes) -> None:
+        conn = self._open(connection_id)
+        if conn is None:
+            # Gone, or being closed: whatever it still waited for is lost with it, so a later
+            # reply must not follow (the client would see a gap in its replies).
+            return
         self.outbox.append((connection_id, data))
         self.stats.packets_sent += 1
+        conn.packets_sent += 1
+
+    def _open(self, connection_id: int) -> Connection | None:
+        """The connection, unless it is gone or the core has decided to close it."""
         conn = self.connections.get(connection_id)
-        if conn is not None:
-            conn.packets_sent += 1
+        if conn is None or conn.closing:
+            return None
+        return conn
 
     def _answered(self, connection_id: int, request: Request, zxid: int, now_ms: int) -> None:
         """Per-connection figures of the last answered request (for cons)."""
@@ -343,6 +365,11 @@ class ServerCore:
                        now_ms: int) -> None:
         """One framed request (header already split off) from an established connection."""
         conn = self.connections[connection_id]
+        if conn.closing:
+            # Read after the close was decided, before the runtime closed the socket. Its
+            # earlier requests may have been dropped (a role change empties the queues), so
+            # answering this one would answer it out of order; ZooKeeper reads no further.
+            return
         self.stats.packets_received += 1
         conn.packets_received += 1
         self.now_ms = now_ms
@@ -408,9 +435,9 @@ class ServerCore:
                 if self.role == FOLLOWER:
                     # Answered once the leader says every earlier commit reached us.
                     request.result = _NOT_SYNCED
-                    self.sync_requests.append((session_id, xid))
+                    self.forwards.append((session_id, xid, _SYNC, b"", ()))
                 else:
-                    request.result = self.prep.next_zxid - 1
+                    request.result = self._last_prepared_zxid()
             queue = self.pending.get(session_id)
             if queue:
                 queue.append(request)
@@ -545,10 +572,9 @@ class ServerCore:
     # -- reads --------------------------------------------------------------------------------
 
     def _answer_read(self, request: Request, now_ms: int) -> None:
-        connection_id = self.session_connection.get(request.session_id)
+        connection_id = request.connection_id
         if request.type == -999:
-            if connection_id is not None:
-                self._send(connection_id, reply_frame(request.xid, self.tree.last_zxid, request.err))
+            self._send(connection_id, reply_frame(request.xid, self.tree.last_zxid, request.err))
             return
         handler = READ_HANDLERS[request.type]
         try:
@@ -558,8 +584,8 @@ class ServerCore:
             err = 0
         except KeeperError as error:
             body, err = b"", error.code
-        if connection_id is None:
-            return
+        if self._open(connection_id) is None:
+            return  # its connection is gone: the read's effects (watches) stay, as in ZooKeeper
         xid = request.xid
         if request.type == OpCode.ping:
             xid = Xid.PING
@@ -582,6 +608,12 @@ class ServerCore:
         order and answer the requests they complete."""
         self.now_ms = now_ms
         for hdr, txn in batch:
+            if self._waiting_syncs:
+                # Every txn before this one is applied: the syncs waiting for them are answered
+                # now, before it. It may be a write their session sent after the sync, whose
+                # commit must find it at the head of the queue (or its reply is never sent),
+                # and the reads queued between must not see it.
+                self._release_syncs(now_ms, hdr.zxid - 1)
             result = self.tree.apply(hdr, txn)
             self.prep.applied(hdr.zxid)
             self._after_apply(hdr, txn, result, now_ms)
@@ -631,13 +663,24 @@ class ServerCore:
                 break
         self._drain(session_id, queue, now_ms)
 
-    def drop_connection_of(self, session_id: int) -> None:
-        """Close the connection of a session whose request could not be passed on."""
-        connection_id = self.session_connection.get(session_id)
-        if connection_id is not None:
-            log.info("request could not reach the leader; closing the connection",
-                     session=hex(session_id & 0xFFFFFFFFFFFFFFFF))
-            self._close(connection_id)
+    def not_passed_on(self, session_id: int, xid: int) -> None:
+        """Follower: a forwarded write or a sync of this session could not be sent to the
+        leader. It will never complete, so its connection is closed (its client retries
+        elsewhere) and it leaves the session's queue, where it would hold up the session's
+        later connections forever."""
+        queue = self.pending.get(session_id)
+        if not queue:
+            return
+        waiting = [request for request in queue if request.xid == xid
+                   and (request.hdr is FORWARDED or request.result == _NOT_SYNCED)]
+        if not waiting:
+            return
+        request = waiting[-1]  # the newest: xids can repeat across a session's connections
+        log.info("request could not reach the leader; closing the connection",
+                 session=hex(session_id & 0xFFFFFFFFFFFFFFFF), xid=xid)
+        self._close(request.connection_id)
+        queue.remove(request)
+        self._drain(session_id, queue, self.now_ms)
 
     def touch_sessions(self, session_ids, now_ms: int) -> None:
         """Leader: followers report the sessions their clients kept alive."""
@@ -657,7 +700,6 @@ class ServerCore:
         self._waiting_syncs.clear()
         self._log_batch = []
         self.forwards = []
-        self.sync_requests = []
         self.touched = set()
         self._reaping.clear()
         self.role = role
@@ -698,35 +740,50 @@ class ServerCore:
         elif queue is not None:
             del self.pending[request.session_id]
 
-    def _drain(self, session_id: int, queue: deque, now_ms: int) -> None:
-        """Answer the reads now at the head of a session's queue, up to its next write."""
+    def _drain(self, session_id: int, queue: deque, now_ms: int,
+               synced_to: int | None = None) -> None:
+        """Answer the reads now at the head of a session's queue, up to its next write.
+        ``synced_to``: every txn up to it is applied (default: the tree's last zxid)."""
+        if synced_to is None:
+            synced_to = self.tree.last_zxid
         while queue:
             head = queue[0]
             if head.hdr is not None:
                 return
-            if head.type == _SYNC and head.result > self.tree.last_zxid:
+            if head.type == _SYNC and head.result > synced_to:
                 self._waiting_syncs.add(session_id)
                 return
             queue.popleft()
             self._answer_read(head, now_ms)
         self.pending.pop(session_id, None)
 
-    def _release_syncs(self, now_ms: int) -> None:
+    def _release_syncs(self, now_ms: int, synced_to: int | None = None) -> None:
         for session_id in list(self._waiting_syncs):
             self._waiting_syncs.discard(session_id)
             queue = self.pending.get(session_id)
             if queue:
-                self._drain(session_id, queue, now_ms)
+                self._drain(session_id, queue, now_ms, synced_to)
+
+    def _last_prepared_zxid(self) -> int:
+        """Leader or standalone: the zxid a sync waits for, the last txn prepared. A new
+        leader's counter starts at 1 in its epoch: while it is still 0 nothing was prepared,
+        every txn is applied already, and the sync must not wait for a next write that may
+        never come."""
+        last = self.prep.next_zxid - 1
+        if self.role == LEADER and not last & 0xFFFFFFFF:
+            return min(last, self.tree.last_zxid)
+        return last
 
     def _reply_write(self, request: Request, hdr: r.TxnHeader, result: TxnResult, now_ms: int) -> None:
-        connection_id = self.session_connection.get(request.session_id)
-        if request.type == _OP_CREATE_SESSION:
-            if connection_id is not None:
-                passwd = session_password(request.session_id, self.settings.session_secret)
-                self._send(connection_id, self._connect_response(request.session_id, request.body, passwd))
-                self._answered(connection_id, request, hdr.zxid, now_ms)
+        # The connection the request came on: if the session has moved since, the client
+        # never sent this xid on its new connection, and the reply is lost with the old one.
+        connection_id = request.connection_id
+        if self._open(connection_id) is None:
             return
-        if connection_id is None:
+        if request.type == _OP_CREATE_SESSION:
+            passwd = session_password(request.session_id, self.settings.session_secret)
+            self._send(connection_id, self._connect_response(request.session_id, request.body, passwd))
+            self._answered(connection_id, request, hdr.zxid, now_ms)
             return
         self.stats.record_latency(max(0, now_ms - request.received_ms))
         self._answered(connection_id, request, hdr.zxid, now_ms)
@@ -749,9 +806,11 @@ class ServerCore:
         self.sessions.remove(session_id)
         self.watches.remove_session(session_id)
         connection_id = self.session_connection.get(session_id)
-        request_is_client_close = any(
-            q.type == OpCode.closeSession for q in self.pending.get(session_id, ()))
-        if connection_id is not None and not request_is_client_close:
+        # The client's own closeSession on this connection is answered, then the connection
+        # closes (_reply_write); an expiry's (no connection) is not answered.
+        answered_close = any(q.type == _CLOSE_SESSION and q.connection_id == connection_id
+                             for q in self.pending.get(session_id, ()))
+        if connection_id is not None and not answered_close:
             # Expired: the client learns it when the connection drops and it reconnects.
             self._close(connection_id)
             del self.session_connection[session_id]

@@ -12,7 +12,9 @@ a ``sync`` or follows a watch (both carry the ordering across members).
   leader (found with ``srvr``) is SIGKILLed; the sessions must survive (same client_id, ephemerals
   still there, never LOST), the recipes must keep making progress under the new leader, and
   every create acknowledged before or after the kill must be on every surviving member after a
-  sync.
+  sync;
+* raw sessions pipelining writes, reads, syncs and pings across a leader kill check that every
+  reply comes in request order, with no gap and no duplicate (``RawClient.pipeline``).
 
 Waits are deadlines for something to happen, never assertions on how long it took.
 """
@@ -26,6 +28,9 @@ import pytest
 from kazoo.exceptions import BadVersionError, KazooException, LockTimeout
 from kazoo.protocol.states import KazooState
 
+from jute import OpCode
+from jute import records as r
+
 from tests.compat.test_curator import run_scenarios, scenario_classpath
 from tests.compat.test_zkcli import MARKER, split_transcript, zkcli
 from tests.support.ensemble_fixtures import (describe_logs, ensemble_factory,  # noqa: F401
@@ -33,6 +38,7 @@ from tests.support.ensemble_fixtures import (describe_logs, ensemble_factory,  #
                                              module_ensemble_factory, stop_clients, wait_for,
                                              wait_serving)
 from tests.support.normalize import sequence_number
+from tests.support.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
 from tests.support.servers import KINDS, connect_string
 
 pytestmark = pytest.mark.compat
@@ -598,6 +604,122 @@ def test_leader_kill_keeps_sessions_recipes_and_acknowledged_writes(server_kind,
               f"progress {before} -> {workload.progress()}; op errors {workload.errors}")
     finally:
         workload.close()
+
+
+class OrderedSession:
+    """One raw session pipelining windows of writes, reads, syncs and pings; ``pipeline`` checks
+    every reply is for the oldest unanswered request of the connection. A dropped connection is
+    resumed on whichever member takes it, xids going on counting (as the Java client's do), so
+    the session's replies must also be in increasing xid order across connections."""
+
+    WINDOWS = staticmethod(lambda name: [
+        (OpCode.create, r.CreateRequest(f"{name}/n-", b"", OPEN_ACL_UNSAFE, 2)),
+        (OpCode.getData, r.GetDataRequest(name, False)),
+        (OpCode.exists, r.ExistsRequest(f"{name}/absent", False)),
+        (OpCode.sync, r.SyncRequest(name)),
+        (OpCode.setData, r.SetDataRequest(name, b"v", -1)),
+        (OpCode.getChildren, r.GetChildrenRequest(name, False)),
+        (OpCode.ping, None),
+        (OpCode.create, r.CreateRequest(f"{name}/n-", b"", OPEN_ACL_UNSAFE, 2)),
+    ])
+
+    def __init__(self, index: int, members, first: int) -> None:
+        self.name = f"/order/c{index}"
+        self.members = members
+        self.next_member = first
+        self.client = RawClient.from_connect_string(members[first].connect_string,
+                                                    timeout_ms=30000, io_timeout_s=30)
+        self.session = (self.client.session_id, self.client.passwd)
+        self.complete_windows = 0
+        self.reconnects = 0
+        self.answered: list[int] = []  # every connection's checked reply xids, in order
+        self.problems: list[str] = []
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                window = self.WINDOWS(self.name)
+                replies = self.client.pipeline(window, timeout_s=30)
+                if len(replies) == len(window):
+                    self.complete_windows += 1
+                if self.client.closed:
+                    self._resume(stop)
+        except Exception as error:  # noqa: BLE001 - ReplyOrderError above all; the test reports
+            self.problems.append(f"{self.name}: {error!r}")
+        finally:
+            self._collect()
+            self.client.disconnect()
+
+    def _collect(self) -> None:
+        self.answered += self.client.answered
+        self.client.answered = []
+
+    def _resume(self, stop: threading.Event) -> None:
+        """The same session on the next member that serves it."""
+        self._collect()
+        next_xid = self.client._next_xid  # noqa: SLF001 - carried over on purpose
+        while not stop.is_set():
+            self.next_member = (self.next_member + 1) % len(self.members)
+            member = self.members[self.next_member]
+            try:
+                client = RawClient.from_connect_string(
+                    member.connect_string, timeout_ms=30000, io_timeout_s=30,
+                    session_id=self.session[0], passwd=self.session[1], first_xid=next_xid)
+            except (ConnectionClosed, OSError, TimeoutError):
+                time.sleep(0.05)  # down, or not serving yet: try the next member
+                continue
+            if client.connect_response.timeout_ms <= 0:
+                client.disconnect()
+                raise AssertionError(f"{self.name}: session {self.session[0]:#x} expired across "
+                                     f"the failover (member {member.myid} said so)")
+            self.client = client
+            self.reconnects += 1
+            return
+
+
+def test_replies_stay_in_request_order_across_a_leader_kill(server_kind, ensemble_factory):
+    """Raw sessions, one started on each member, pipeline writes, reads, syncs and pings while
+    the leader is SIGKILLed. Every reply must be for the oldest request still unanswered on its
+    connection (request order, no gap, no duplicate: a follower whose leader is gone closes the
+    connection rather than answer past a write that cannot complete), and across a session's
+    connections the xids of its replies only go up."""
+    members = ensemble_factory(server_kind, 3)
+    setup = RawClient.from_connect_string(members[0].connect_string)
+    try:
+        setup.create("/order")
+        for index in range(len(members)):
+            setup.create(f"/order/c{index}")
+    finally:
+        setup.disconnect()
+    sessions = [OrderedSession(index, members, index) for index in range(len(members))]
+    stop = threading.Event()
+    threads = [threading.Thread(target=s.run, args=(stop,), daemon=True) for s in sessions]
+    for thread in threads:
+        thread.start()
+    try:
+        def windows_done(since, count):
+            return lambda: all(s.problems or s.complete_windows - before >= count
+                               for s, before in zip(sessions, since))
+        wait_for(windows_done([0] * len(sessions), 3), "windows before the kill", 60, 0.05)
+        leader = leader_of(members)
+        leader.kill()
+        survivors = [m for m in members if m is not leader]
+        leader_of(survivors, timeout_s=60)
+        since = [s.complete_windows for s in sessions]
+        wait_for(windows_done(since, 3), "windows after the kill", 60, 0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(JOIN_S)
+    assert not any(t.is_alive() for t in threads), "a raw session is still running"
+    problems = [p for s in sessions for p in s.problems]
+    assert problems == [], "\n".join(problems) + "\n" + describe_logs(members, 60)
+    for session in sessions:
+        xids = [x for x in session.answered if x >= 0]
+        assert xids == sorted(set(xids)), f"{session.name}: replies out of xid order: {xids}"
+    assert sum(s.reconnects for s in sessions) >= 1, "no session had to move"
+    print(f"{server_kind}: killed leader {leader.myid}; replies checked "
+          f"{[len(s.answered) for s in sessions]}, reconnects {[s.reconnects for s in sessions]}")
 
 
 def test_curator_and_zkcli_across_a_leader_kill(server_kind, ensemble_factory):

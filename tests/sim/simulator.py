@@ -5,6 +5,15 @@ operations), so a failure is reproduced by running the same seed. Links behave l
 connections: FIFO per direction; a "drop" resets the connection (both ends are told, and what
 was in flight is lost), as a real peer would see a broken socket. Votes travel on their own
 loss-tolerant channel, as on ZooKeeper's election port.
+
+Clients pipeline writes (create, setData), reads (getData, exists), syncs and pings on one
+session, move their session to another member (or back to the same one) now and then, and check
+every reply as a client library does: a reply must be for the oldest request still outstanding
+on that connection (request order, no gap, no duplicate; ``InvariantViolation`` otherwise), and
+a create's reply must name the path that was asked for. A connection the server decides to
+close may stay open a little longer (``Faults.close_lag_probability``), as in the runtime, where
+the socket is closed at the end of the loop turn and requests already on their way are still
+read meanwhile.
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ from __future__ import annotations
 import heapq
 import random
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 
-from jute import OpCode
+from jute import OpCode, Xid
 from jute import records as r
 from zkpy.core import CoreSettings, ServerCore
 from zkpy.ensemble.node import EnsembleNode
@@ -24,6 +34,9 @@ from zkpy.zab import messages as m
 from zkpy.zab.peer import PeerSettings, ZabPeer
 
 TICK_MS = 100
+# Longer than any wait for a reply a correct member makes a client bear (sync limit, elections,
+# slow disks) and than the simulated session timeout (5 s): past it a request is stuck.
+STUCK_MS = 6_000
 OPEN = [r.ACL(31, r.Id("world", "anyone"))]
 _LENGTH = struct.Struct(">i")
 
@@ -40,6 +53,20 @@ class Faults:
     disk_max_delay_ms: int = 3
     crash_probability: float = 0.0  # per node per 100 ms
     partition_probability: float = 0.0  # per 100 ms
+    # A connection the server closes stays open until the clients' next round of requests
+    # has been handled (the runtime closes sockets at the end of its loop turn).
+    close_lag_probability: float = 0.0
+    reconnect_probability: float = 0.0  # per client per 100 ms: move the session (any member)
+
+
+@dataclass
+class Outstanding:
+    """A request sent on the client's current connection and not answered yet."""
+
+    xid: int
+    op: int
+    path: str
+    sent_ms: int = 0
 
 
 @dataclass
@@ -49,9 +76,16 @@ class SimClient:
     connection_id: int = 0
     session_id: int = 0
     passwd: bytes = b""
+    # As the Java client, xids go on counting across reconnections of the session.
     next_xid: int = 1
+    next_name: int = 1
+    last_zxid: int = 0
     awaiting_connect: bool = False
-    pending: dict = field(default_factory=dict)  # xid -> (op, path)
+    scripted: bool = False  # driven by the test itself, not by the random client step
+    outstanding: deque = field(default_factory=deque)  # Outstanding, in request order
+    created: list = field(default_factory=list)  # its acknowledged creates, read back later
+    answered: list = field(default_factory=list)  # (connection_id, xid) of every reply, in order
+    lost: int = 0  # requests left unanswered when a connection closed (connection loss)
 
 
 class SimNode:
@@ -90,6 +124,7 @@ class SimNode:
         self.storage.crash()
         self.sync_due_ms = None
         self.sim.disconnect_all(self.server_id)
+        self.sim.drop_clients_of(self.server_id)
 
     def restart(self) -> None:
         self.alive = True
@@ -122,6 +157,8 @@ class Simulation:
             self.nodes[server_id] = SimNode(self, server_id, MemoryStorage())
         self.clients: list[SimClient] = []
         self._next_connection = 1000
+        # (server_id, connection_id): closes the core asked for that have not happened yet.
+        self._lagging_closes: list[tuple[int, int]] = []
 
     # -- invariants ------------------------------------------------------------------------------
 
@@ -295,49 +332,140 @@ class Simulation:
     # -- clients ---------------------------------------------------------------------------------
 
     def add_clients(self, count: int) -> None:
-        for index in range(count):
-            self.clients.append(SimClient(index))
+        for _ in range(count):
+            self.add_client()
+
+    def add_client(self, scripted: bool = False) -> SimClient:
+        """A client; a scripted one sends only what the test tells it to (``connect``,
+        ``request``, ``disconnect``)."""
+        client = SimClient(len(self.clients), scripted=scripted)
+        self.clients.append(client)
+        return client
+
+    def leader(self) -> int | None:
+        return next((sid for sid, n in sorted(self.nodes.items())
+                     if n.alive and n.node.role == "leader"), None)
 
     def _client_step(self) -> None:
         for client in self.clients:
-            if client.node_id is None or not self._client_connected(client):
-                self._connect(client)
+            if client.scripted:
                 continue
-            if client.session_id and len(client.pending) < 3 and self.rng.random() < 0.7:
-                self._write(client)
+            if client.node_id is None:
+                self._connect_anywhere(client)
+                continue
+            if client.awaiting_connect or not client.session_id:
+                continue
+            self._check_not_stuck(client)
+            if self.rng.random() < self.faults.reconnect_probability:
+                self.trace.append(f"{self.now_ms}: client {client.client_id} moves its session")
+                self.disconnect(client)
+                self._connect_anywhere(client)
+                continue
+            wanted = [self._random_request(client) for _ in range(self.rng.randint(1, 3))
+                      if self.rng.random() < 0.7]
+            wanted = wanted[:max(0, 5 - len(client.outstanding))]
+            if wanted:
+                self.pipeline(client, wanted)
+        # Requests sent before the socket closed were read by the server; now it closes.
+        self.carry_out_lagging_closes()
 
-    def _client_connected(self, client: SimClient) -> bool:
-        sim_node = self.nodes[client.node_id]
-        return (sim_node.alive and sim_node.node.serving
-                and client.connection_id in sim_node.node.core.connections)
+    def _check_not_stuck(self, client: SimClient) -> None:
+        """A request is answered, or its connection closed, long before the session could
+        expire: a member that can no longer answer it stops serving and closes its connections
+        within the sync limit. One left waiting past that is a reply that will never come."""
+        if client.outstanding and self.now_ms - client.outstanding[0].sent_ms > STUCK_MS:
+            head = client.outstanding[0]
+            raise InvariantViolation(
+                f"seed {self.seed}: client {client.client_id} (session {client.session_id:#x}) "
+                f"on member {client.node_id}: xid {head.xid} (op {head.op}) sent at "
+                f"{head.sent_ms} ms is neither answered nor its connection closed at "
+                f"{self.now_ms} ms\n" + "\n".join(self.trace[-20:]))
 
-    def _connect(self, client: SimClient) -> None:
+    def _connect_anywhere(self, client: SimClient) -> None:
         candidates = [sid for sid, n in sorted(self.nodes.items()) if n.alive and n.node.serving]
-        if not candidates:
-            return
-        client.node_id = self.rng.choice(candidates)
-        client.pending.clear()
-        self._next_connection += 1
-        client.connection_id = self._next_connection
-        client.awaiting_connect = True
-        core = self.nodes[client.node_id].node.core
-        core.connection_opened(client.connection_id, "10.0.0.1", self.now_ms)
-        request = r.ConnectRequest(0, 0, 5000, client.session_id, client.passwd or bytes(16), False)
-        core.handle_connect(client.connection_id, request, self.now_ms)
-        self.route(client.node_id, self.nodes[client.node_id].node.process(self.now_ms))
-        self._drain_clients(client.node_id)
+        if candidates:
+            self.connect(client, self.rng.choice(candidates))
 
-    def _write(self, client: SimClient) -> None:
-        xid = client.next_xid
-        client.next_xid += 1
-        path = f"/c{client.client_id}-{xid}"
-        body = r.CreateRequest.encode(r.CreateRequest(path, b"x", OPEN, 0))
-        payload = r.RequestHeader.encode((xid, int(OpCode.create))) + body
-        client.pending[xid] = path
+    def connect(self, client: SimClient, server_id: int) -> None:
+        """Open a connection to ``server_id`` and ask for the client's session (a new one if it
+        has none)."""
+        self._next_connection += 1
+        client.node_id = server_id
+        client.connection_id = self._next_connection
+        client.outstanding.clear()
+        client.awaiting_connect = True
+        sim_node = self.nodes[server_id]
+        core = sim_node.node.core
+        core.connection_opened(client.connection_id, "10.0.0.1", self.now_ms)
+        request = r.ConnectRequest(0, client.last_zxid, 5000, client.session_id,
+                                   client.passwd or bytes(16), False)
+        core.handle_connect(client.connection_id, request, self.now_ms)
+        self.route(server_id, sim_node.node.process(self.now_ms))
+        self._drain_clients(server_id)
+
+    def disconnect(self, client: SimClient) -> None:
+        """The client drops its connection (its socket closes; the server notices)."""
+        if client.node_id is None:
+            return
         sim_node = self.nodes[client.node_id]
-        sim_node.node.core.handle_request(client.connection_id, xid, int(OpCode.create), payload, self.now_ms)
+        if sim_node.alive:
+            sim_node.node.core.connection_closed(client.connection_id, self.now_ms)
+        self._connection_lost(client)
+
+    def _connection_lost(self, client: SimClient) -> None:
+        client.node_id = None
+        client.awaiting_connect = False
+        client.lost += len(client.outstanding)
+        client.outstanding.clear()
+
+    def drop_clients_of(self, server_id: int) -> None:
+        """A crashed member: its clients see their connections break."""
+        for client in self.clients:
+            if client.node_id == server_id:
+                self._connection_lost(client)
+        self._lagging_closes = [(s, c) for s, c in self._lagging_closes if s != server_id]
+
+    def _random_request(self, client: SimClient) -> tuple[int, str]:
+        roll = self.rng.random()
+        own = self.rng.choice(client.created) if client.created else "/"
+        if roll < 0.4:
+            client.next_name += 1
+            return OpCode.create, f"/c{client.client_id}-{client.next_name - 1}"
+        if roll < 0.5 and client.created:
+            return OpCode.setData, own
+        if roll < 0.65:
+            return OpCode.getData, own
+        if roll < 0.75:
+            return OpCode.exists, f"/c{client.client_id}-{self.rng.randint(1, 9)}"
+        if roll < 0.88:
+            return OpCode.sync, "/"
+        return OpCode.ping, "/"
+
+    def request(self, client: SimClient, op: int, path: str = "/") -> int:
+        """Send one request on the client's connection; returns its xid."""
+        return self.pipeline(client, [(op, path)])[0]
+
+    def pipeline(self, client: SimClient, requests) -> list[int]:
+        """Send several ``(op, path)`` requests at once: the member reads them in one turn (one
+        socket read) before it passes anything on to the leader. Returns their xids."""
+        assert client.node_id is not None and not client.awaiting_connect, client
+        sim_node = self.nodes[client.node_id]
+        core = sim_node.node.core
+        xids = []
+        for op, path in requests:
+            op = int(op)
+            if op == OpCode.ping:
+                xid, body = int(Xid.PING), b""
+            else:
+                xid, body = client.next_xid, _request_body(op, path)
+                client.next_xid += 1
+            payload = r.RequestHeader.encode((xid, op)) + body
+            client.outstanding.append(Outstanding(xid, op, path, self.now_ms))
+            core.handle_request(client.connection_id, xid, op, payload, self.now_ms)
+            xids.append(xid)
         self.route(client.node_id, sim_node.node.process(self.now_ms))
         self._drain_clients(client.node_id)
+        return xids
 
     def _drain_clients(self, server_id: int) -> None:
         sim_node = self.nodes[server_id]
@@ -355,11 +483,26 @@ class Simulation:
                 frame = data[offset + 4:offset + 4 + length]
                 offset += 4 + length
                 self._client_frame(client, frame)
+        lag = self.faults.close_lag_probability
         for connection_id in closed:
-            core.connection_closed(connection_id, self.now_ms)
-            client = by_connection.get(connection_id)
-            if client is not None:
-                client.node_id = None
+            if lag and self.rng.random() < lag:
+                self._lagging_closes.append((server_id, connection_id))
+            else:
+                self._close(server_id, connection_id)
+
+    def carry_out_lagging_closes(self) -> None:
+        closes, self._lagging_closes = self._lagging_closes, []
+        for server_id, connection_id in closes:
+            self._close(server_id, connection_id)
+
+    def _close(self, server_id: int, connection_id: int) -> None:
+        sim_node = self.nodes[server_id]
+        if not sim_node.alive:
+            return
+        sim_node.node.core.connection_closed(connection_id, self.now_ms)
+        for client in self.clients:
+            if client.node_id == server_id and client.connection_id == connection_id:
+                self._connection_lost(client)
 
     def _client_frame(self, client: SimClient, frame: bytes) -> None:
         if client.awaiting_connect:
@@ -371,9 +514,30 @@ class Simulation:
                 client.session_id, client.passwd = response.session_id, response.passwd
             return
         header, offset = r.ReplyHeader.decode_from(frame, 0)
-        path = client.pending.pop(header.xid, None)
-        if path is not None and header.err == 0:
+        if header.xid == Xid.NOTIFICATION:
+            return
+        where = (f"seed {self.seed}: client {client.client_id} (session {client.session_id:#x}) "
+                 f"on member {client.node_id}, connection {client.connection_id}")
+        if not client.outstanding:
+            raise InvariantViolation(f"{where}: reply for xid {header.xid} with no request "
+                                     f"outstanding (a duplicate or a stray reply)\n"
+                                     + "\n".join(self.trace[-20:]))
+        head = client.outstanding.popleft()
+        if header.xid != head.xid:
+            raise InvariantViolation(
+                f"{where}: reply for xid {header.xid} while the oldest outstanding request is "
+                f"xid {head.xid} (op {head.op}); replies must come in request order\n"
+                + "\n".join(self.trace[-20:]))
+        client.answered.append((client.connection_id, header.xid))
+        if header.zxid > client.last_zxid:
+            client.last_zxid = header.zxid
+        if head.op == OpCode.create and header.err == 0:
+            path = r.CreateResponse.decode_from(frame, offset)[0].path
+            if path != head.path:
+                raise InvariantViolation(f"{where}: the reply to create {head.path} (xid "
+                                         f"{head.xid}) names {path}: another request's reply")
             self.acked[path] = header.zxid
+            client.created.append(path)
 
     # -- final checks ----------------------------------------------------------------------------
 
@@ -409,6 +573,20 @@ class Simulation:
                 raise InvariantViolation(
                     f"seed {self.seed}: acknowledged create {path} (zxid {zxid:#x}) lost\n"
                     + "\n".join(self.trace[-30:]))
+
+
+def _request_body(op: int, path: str) -> bytes:
+    if op == OpCode.create:
+        return r.CreateRequest.encode(r.CreateRequest(path, b"x", OPEN, 0))
+    if op == OpCode.setData:
+        return r.SetDataRequest.encode(r.SetDataRequest(path, b"y", -1))
+    if op == OpCode.getData:
+        return r.GetDataRequest.encode(r.GetDataRequest(path, False))
+    if op == OpCode.exists:
+        return r.ExistsRequest.encode(r.ExistsRequest(path, False))
+    if op == OpCode.sync:
+        return r.SyncRequest.encode(r.SyncRequest(path))
+    raise ValueError(f"the simulated client does not send opcode {op}")
 
 
 def _tree_view(tree) -> dict:

@@ -12,7 +12,10 @@ arbitrary bytes, and observe exactly what a server answers:
 * typed helpers exist for every opcode, including multi/multiRead, addWatch, removeWatches,
   checkWatches, setWatches/setWatches2, getEphemerals, getAllChildrenNumber, whoAmI, the
   create variants, auth packets (xid -4) and ping (xid -2);
-* ``send_raw`` writes bytes as they are; ``recv_frame`` reads one frame.
+* ``send_raw`` writes bytes as they are; ``recv_frame`` reads one frame;
+* ``pipeline(requests)`` sends several requests at once and reads their replies, checking
+  that they come back in request order with no gap and no duplicate (``ReplyOrderError``);
+  ``answered`` records the xid of every reply so checked, in arrival order.
 
 A server closing the connection raises ``ConnectionClosed``; ``outcome()`` turns a call into a
 value ("closed" or the reply) for tests that record what a server does.
@@ -42,6 +45,11 @@ _HEADER_SIZE = 16  # ReplyHeader: int xid, long zxid, int err
 
 class ConnectionClosed(ConnectionError):
     """The server closed the connection (or it broke) before a whole frame arrived."""
+
+
+class ReplyOrderError(AssertionError):
+    """A server answered a connection's requests out of order, skipped one or answered one
+    twice (ZooKeeper answers a session's requests in the order it sent them)."""
 
 
 class Reply(NamedTuple):
@@ -124,7 +132,7 @@ class RawClient:
 
     def __init__(self, host: str, port: int, *, timeout_ms: int = 30000, session_id: int = 0,
                  passwd: bytes = bytes(16), last_zxid_seen: int = 0, read_only: bool = False,
-                 io_timeout_s: float = 10.0, connect: bool = True) -> None:
+                 io_timeout_s: float = 10.0, connect: bool = True, first_xid: int = 1) -> None:
         self.host = host
         self.port = port
         self.requested_timeout_ms = timeout_ms
@@ -138,7 +146,8 @@ class RawClient:
         self.notifications: list[Event] = []
         self.other_frames: list[Reply] = []  # replies nobody waited for (ping, auth, stray xids)
         self.closed = False
-        self._next_xid = 1
+        self.answered: list[int] = []  # xids of the replies pipeline() checked, in order
+        self._next_xid = first_xid
         self._buffer = b""
         self.sock = socket.create_connection((host, port), timeout=io_timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -284,6 +293,39 @@ class RawClient:
             return "closed"
         except TimeoutError:
             return "timeout"
+
+    def pipeline(self, requests: Iterable[tuple[int, Any]],
+                 timeout_s: float | None = None) -> list[Reply]:
+        """Send every ``(op, body)`` at once, then read the replies: each must be for the
+        oldest request still unanswered (``ReplyOrderError`` otherwise). If the server closes
+        the connection first, the replies that came are returned (a prefix of the requests:
+        the rest were lost with the connection) and ``closed`` is set. Pings (xid -2) are
+        expected in their place too."""
+        sent = []
+        try:
+            for op, body in requests:
+                xid = Xid.PING if op == OpCode.ping else None
+                sent.append((self.submit(op, body, xid), op))
+        except ConnectionClosed:
+            self.closed = True  # what was sent before is still answered, or lost with it
+        replies: list[Reply] = []
+        for xid, op in sent:
+            try:
+                header, body = self._read_one(timeout_s)
+                while header.xid == Xid.NOTIFICATION:
+                    header, body = self._read_one(timeout_s)
+            except ConnectionClosed:
+                return replies
+            if header.xid != xid:
+                expected = [x for x, _ in sent[len(replies):]]
+                raise ReplyOrderError(
+                    f"{self.host}:{self.port} session {self.session_id:#x}: reply for xid "
+                    f"{header.xid} while xids {expected} were unanswered, oldest first "
+                    f"(answered before: {self.answered[-10:]})")
+            self.answered.append(header.xid)
+            replies.append(Reply(header.xid, header.zxid, header.err, body,
+                                 decode_reply_body(op, header.err, body)))
+        return replies
 
     # --- notifications -------------------------------------------------------------------------
 
@@ -449,7 +491,7 @@ def err_name(code: int) -> str:
 
 
 __all__ = [
-    "ConnectionClosed", "Event", "MultiOp", "MultiResult", "OPEN_ACL_UNSAFE", "READ_ACL_UNSAFE",
+    "ConnectionClosed", "Event", "ReplyOrderError", "MultiOp", "MultiResult", "OPEN_ACL_UNSAFE", "READ_ACL_UNSAFE",
     "CREATOR_ALL_ACL", "RawClient", "Reply", "decode_reply_body", "err_name", "op_check",
     "op_create", "op_create2", "op_create_ttl", "op_delete", "op_get_children", "op_get_data",
     "op_set_data", "expire_session",

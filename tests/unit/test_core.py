@@ -129,6 +129,54 @@ def test_other_sessions_reads_do_not_wait():
     assert hdr.err == Err.NONODE  # not yet committed, and b has nothing pending
 
 
+def test_a_write_from_the_sessions_previous_connection_is_not_answered_on_its_new_one():
+    """The session moves to a new connection while a write of the old one is not yet durable.
+    The write's reply belongs to the old connection (the client never sent that xid on the new
+    one) and is lost with it; the new connection's read still waits behind the write."""
+    h = CoreHarness()
+    first, response = h.connect()
+    h.auto_sync = False
+    h.send(first, 7, OpCode.create, create("/moving", b"v"))
+    h.collect()
+    second, again = h.connect(session_id=response.session_id, passwd=response.passwd)
+    assert again.session_id == response.session_id and first in h.closed
+    h.send(second, 1, OpCode.getData, r.GetDataRequest("/moving", False))
+    h.collect()
+    assert h.frames(second) == []  # behind the session's write
+    h.flush()
+    replies = h.frames(second)
+    assert [hdr.xid for hdr, _ in replies] == [1]
+    assert r.GetDataResponse.decode(replies[0][1]).data == b"v"
+    assert h.frames(first) == []
+
+
+def test_nothing_is_answered_on_a_connection_the_core_is_closing():
+    """A role change (a follower whose leader is gone) drops the queued requests and closes
+    every connection; until the runtime closes the socket, requests still arrive on it. The
+    read answered there came after the dropped write: a gap in the client's replies."""
+    from zkpy.ensemble.node import NOT_SERVING
+    h = CoreHarness()
+    c, _ = h.connect()
+    h.auto_sync = False
+    h.send(c, 1, OpCode.create, create("/dropped"))
+    h.core.become(NOT_SERVING, h.now_ms)
+    h.send(c, 2, OpCode.getData, r.GetDataRequest("/", False))
+    h.flush()
+    assert c in h.closed
+    assert h.frames(c) == []
+
+
+def test_an_expired_sessions_connection_is_closed_without_a_reply():
+    """The expiry's closeSession is the server's, not the client's: ZooKeeper answers nothing
+    (a reply with xid 0 would be taken for one of the client's requests) and drops the
+    connection."""
+    h = CoreHarness(tick_ms=1000)
+    c, _ = h.connect(timeout_ms=2000)
+    h.advance(5000)
+    assert c in h.closed
+    assert h.frames(c) == []
+
+
 def test_multi_rolls_back_and_reports_per_op_results():
     h = CoreHarness()
     c, _ = h.connect()
@@ -298,7 +346,10 @@ def test_unknown_opcode_and_bad_body_answer_with_errors():
     h = CoreHarness()
     c, _ = h.connect()
     assert h.call(c, 999)[0].err == Err.UNIMPLEMENTED
-    assert h.call(c, OpCode.getData, b"\x00\x00\x00\x10/a")[0].err == Err.MARSHALLINGERROR
+    assert c in h.closed  # and the connection is dropped, as ZooKeeper does
+    other, _ = h.connect()
+    assert h.call(other, OpCode.getData, b"\x00\x00\x00\x10/a")[0].err == Err.MARSHALLINGERROR
+    assert other not in h.closed
 
 
 def test_sync_answers_after_earlier_writes_of_other_sessions():
@@ -312,6 +363,41 @@ def test_sync_answers_after_earlier_writes_of_other_sessions():
     h.flush()
     (hdr, body), = h.frames(b)
     assert hdr.xid == 7 and r.SyncResponse.decode(body).path == "/s"
+
+
+def test_a_write_after_a_sync_is_answered_when_both_complete_in_one_batch():
+    """b's sync waits for a's create; b's create, sent after the sync, is durable in the same
+    batch. The sync used to be released only after the whole batch, so b's create found the
+    sync at the head of b's queue, was never answered, and b hung behind it. The exists sent
+    between them must not see b's create."""
+    h = CoreHarness()
+    a, _ = h.connect()
+    b, _ = h.connect()
+    h.auto_sync = False
+    h.send(a, 1, OpCode.create, create("/x"))
+    h.send(b, 1, OpCode.sync, r.SyncRequest("/"))
+    h.send(b, 2, OpCode.exists, r.ExistsRequest("/y", False))
+    h.send(b, 3, OpCode.create, create("/y"))
+    h.flush()
+    replies = h.frames(b)
+    assert [hdr.xid for hdr, _ in replies] == [1, 2, 3]
+    assert [hdr.err for hdr, _ in replies] == [0, Err.NONODE, 0]
+    assert h.core.pending == {}
+
+
+def test_a_new_leaders_sync_does_not_wait_for_a_txn_of_its_epoch():
+    """Before a new leader has prepared anything its next zxid is (epoch << 32) | 1; a sync
+    waited for (epoch << 32), a txn that never exists, i.e. for whatever write came next."""
+    from zkpy.core import LEADER
+    h = CoreHarness()
+    c, response = h.connect()
+    h.core.become(LEADER, h.now_ms, epoch=5)
+    h.collect()
+    assert c in h.closed
+    again, _ = h.connect(session_id=response.session_id, passwd=response.passwd)
+    h.send(again, 1, OpCode.sync, r.SyncRequest("/"))
+    h.collect()
+    assert [hdr.xid for hdr, _ in h.frames(again)] == [1]
 
 
 def test_set_watches_fires_what_changed_since_the_clients_zxid():

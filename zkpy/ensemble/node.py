@@ -23,6 +23,8 @@ from zkpy.zab.quorum import Majority
 
 log = structlog.get_logger("zkpy.ensemble")
 
+_SYNC = int(OpCode.sync)
+
 NOT_SERVING = "not-serving"
 
 
@@ -100,7 +102,7 @@ class EnsembleNode:
 
     def _core_has_output(self) -> bool:
         core = self.core
-        return bool(core._log_batch or core.forwards or core.sync_requests)
+        return bool(core._log_batch or core.forwards)
 
     def _carry_out(self, ready, now_ms: int) -> list:
         storage = self.storage
@@ -144,17 +146,20 @@ class EnsembleNode:
                 log.warning("dropping txns prepared while not leading", count=len(batch),
                             peer=self.server_id)
         if core.forwards:
+            # Writes and syncs leave in the order the clients sent them: the leader answers a
+            # sync after the commits before it, and the follower matches those commits and
+            # that answer to the session's queue in that same order.
             forwards, core.forwards = core.forwards, []
             for forward in forwards:
-                if not self.peer.forward(m.Forward(*forward)):
+                session_id, xid, op_type = forward[0], forward[1], forward[2]
+                if op_type == _SYNC:
+                    passed = self.peer.request_sync(session_id, xid)
+                else:
+                    passed = self.peer.forward(m.Forward(*forward))
+                if not passed:
                     # No leader to take it: the client must not wait for a reply that cannot
                     # come; a lost connection tells it to retry elsewhere.
-                    core.drop_connection_of(forward[0])
-        if core.sync_requests:
-            requests, core.sync_requests = core.sync_requests, []
-            for session_id, xid in requests:
-                if not self.peer.request_sync(session_id, xid):
-                    core.drop_connection_of(session_id)
+                    core.not_passed_on(session_id, xid)
 
     def _apply_up_to(self, zxid: int, now_ms: int) -> None:
         core = self.core

@@ -26,7 +26,6 @@ The exit status is 0 when the cluster is healthy, 1 when degraded or down, 2 on 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import socket
@@ -316,15 +315,18 @@ def parse_addresses(arguments: list[str]) -> list[str]:
     return addresses
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="zkpy status",
+def add_subcommand(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "status", help="an ensemble's health as JSON",
         description="Print the health of a ZooKeeper/zkpy ensemble as JSON, from its 4lw "
                     "(srvr, and mntr where allowed). Exit 0 healthy, 1 degraded or down.")
     parser.add_argument("servers", nargs="+", help="HOST:PORT[,HOST:PORT...] (a connect string)")
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="seconds to wait for each member (default 2)")
-    args = parser.parse_args(argv)
+    parser.set_defaults(run=lambda args: run(args, parser))
+
+
+def run(args, parser) -> int:
     addresses = parse_addresses(args.servers)
     if not addresses:
         parser.error("no server address given")

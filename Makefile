@@ -63,7 +63,7 @@ sim: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/sim --seeds=$(SEEDS)
 
 bench: $(STAMP) reference
-	$(PY) -m zkpy.bench.run_all
+	$(PY) -m benchmarks.run_all
 
 # The import graph in docs/architecture.md, regenerated from the source.
 architecture: $(STAMP)

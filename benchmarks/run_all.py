@@ -1,6 +1,6 @@
 """zkpy against the reference ZooKeeper, side by side: ``make bench``.
 
-1. The codec micro-benchmark (``zkpy.bench.codec``).
+1. The codec micro-benchmark (``benchmarks.codec``).
 2. For each workload (get, set, create ephemeral+sequential, mix 90% get / 10% set) and each
    shape (1 session x depth 1, 32 sessions x depth 16), ``BENCH_REPEATS`` runs on each server.
    Every run gets a freshly started standalone server with its own data directory and the
@@ -11,12 +11,12 @@
    member its own data directory, default sync settings), 32 sessions x depth 16 spread
    round-robin over the three members (``--hosts a,b,c`` of the load generator): a fresh
    ensemble per run, the two kinds alternating run by run. Server CPU is the members' sum.
-4. Leader failover (``zkpy.bench.failover``): on a fresh ensemble, writers write continuously
+4. Leader failover (``benchmarks.failover``): on a fresh ensemble, writers write continuously
    through the connect string of all three members; the leader is SIGKILLed, and the time from
    the kill to a new leader, to the first successful write of the existing sessions (one that
    was on the leader, one that was on a follower) and to the first successful write on a new
    session is measured. Kinds alternate trial by trial.
-5. Scaling (``zkpy.bench.scaling``; ``BENCH_SCALING=0`` skips it): 1000 sessions x depth 1;
+5. Scaling (``benchmarks.scaling``; ``BENCH_SCALING=0`` skips it): 1000 sessions x depth 1;
    10 to 10,000 idle sessions pinging (server CPU and RSS); a million znodes (RSS, snapshot
    time, gets during the snapshot, restart times); 100,000 watches fired by one multi; curves
    over the znode, session and watch counts (``scaling_*.png``). Its own variables are
@@ -56,7 +56,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,13 +63,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zkpy.bench import codec, failover, loadgen, scaling
+from tests.support.servers import KINDS, ServerProcess, connect_string, ensemble, start_all
+
+from benchmarks import codec, failover, loadgen, scaling
+from benchmarks.report import (
+    PLOT_COLORS, PLOT_LABELS, SHORT_NAMES, fmt, median, pyplot, ratio, render_table,
+    short_error,
+)
+from benchmarks.servers import find_leader, log_excerpt, member_modes, server_version
+from benchmarks.settings import env_float, env_list, parse_shape, shape_label
 
 WORKLOADS = ("get", "set", "create", "mix")
 WORKLOAD_LABELS = {"get": "get", "set": "set", "create": "create eph+seq",
                    "mix": "mix 90% get/10% set"}
 SHAPES = ((1, 1), (32, 16))
-KINDS = ("zookeeper", "zkpy")
 STANDALONE, ENSEMBLE = "standalone", "3-node"
 TOPOLOGIES = (STANDALONE, ENSEMBLE)
 ENSEMBLE_SHAPE = (32, 16)
@@ -82,26 +88,7 @@ FAILOVER_METRICS = (
 )
 START_FAILURES_BEFORE_SKIP = 2
 STALL_NOTE_S = 0.5  # a run in which no reply came for this long gets a note
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _env_list(name: str, default: tuple[str, ...]) -> list[str]:
-    value = os.environ.get(name)
-    return [v.strip() for v in value.split(",") if v.strip()] if value else list(default)
-
-
-def _shape_label(shape: tuple[int, int]) -> str:
-    return f"{shape[0]}x{shape[1]}"
-
-
-def _parse_shape(text: str) -> tuple[int, int]:
-    sessions, _, depth = text.lower().partition("x")
-    return int(sessions), int(depth)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Progress:
@@ -140,27 +127,14 @@ def _git_commit() -> str | None:
         return None
 
 
-def _server_version(server) -> str | None:
-    from tests.support.servers import four_letter_word
-    try:
-        for line in four_letter_word(server.port, "srvr").splitlines():
-            if "version" in line.lower():
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
-
-
 def run_one(kind: str, workload: str, shape: tuple[int, int], repeat: int, settings: dict,
             tmp_root: Path, versions: dict[str, str | None]) -> dict[str, Any]:
     """Start a fresh server, run the load generator once, stop the server."""
-    from tests.support.servers import ServerProcess
-
     sessions, depth = shape
     record: dict[str, Any] = {"kind": kind, "topology": STANDALONE, "workload": workload,
-                              "shape": _shape_label(shape), "repeat": repeat,
+                              "shape": shape_label(shape), "repeat": repeat,
                               "loadavg_before": os.getloadavg()}
-    workdir = Path(tempfile.mkdtemp(prefix=f"{kind}-{workload}-{_shape_label(shape)}-r{repeat}-",
+    workdir = Path(tempfile.mkdtemp(prefix=f"{kind}-{workload}-{shape_label(shape)}-r{repeat}-",
                                     dir=tmp_root))
     server = ServerProcess(kind, workdir)
     try:
@@ -172,7 +146,7 @@ def run_one(kind: str, workload: str, shape: tuple[int, int], repeat: int, setti
             return record
         record["start_s"] = time.monotonic() - started
         if versions.get(kind) is None:
-            versions[kind] = _server_version(server)
+            versions[kind] = server_version(server.port)
         try:
             result = loadgen.run(
                 server.connect_string, sessions=sessions, depth=depth, workload=workload,
@@ -199,33 +173,14 @@ def run_one(kind: str, workload: str, shape: tuple[int, int], repeat: int, setti
         record["loadavg_after"] = os.getloadavg()
 
 
-def _modes(members) -> dict[str, str]:
-    """myid -> 'leader' / 'follower' / 'not serving' / 'down', from srvr."""
-    from tests.support.servers import four_letter_word
-    modes = {}
-    for member in members:
-        mode = "down"
-        if member.process is not None and member.process.poll() is None:
-            try:
-                text = four_letter_word(member.port, "srvr", timeout_s=2.0)
-                mode = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                             if line.startswith("Mode:")), "not serving")
-            except OSError as exc:
-                mode = f"no answer ({exc})"
-        modes[str(member.myid)] = mode
-    return modes
-
-
 def run_one_ensemble(kind: str, workload: str, shape: tuple[int, int], repeat: int,
                      settings: dict, tmp_root: Path, versions: dict[str, str | None]
                      ) -> dict[str, Any]:
     """Start a fresh 3-node ensemble, run the load generator once with the sessions spread
     over its members, stop the ensemble."""
-    from tests.support.servers import connect_string, ensemble, start_all
-
     sessions, depth = shape
     record: dict[str, Any] = {"kind": kind, "topology": ENSEMBLE, "workload": workload,
-                              "shape": _shape_label(shape), "repeat": repeat,
+                              "shape": shape_label(shape), "repeat": repeat,
                               "loadavg_before": os.getloadavg()}
     workdir = Path(tempfile.mkdtemp(prefix=f"{kind}-ens-{workload}-r{repeat}-", dir=tmp_root))
     members = ensemble(kind, workdir)
@@ -233,16 +188,16 @@ def run_one_ensemble(kind: str, workload: str, shape: tuple[int, int], repeat: i
         started = time.monotonic()
         try:
             start_all(members, timeout_s=60.0)
-            leader = failover.find_leader(members, timeout_s=30.0)
+            leader = find_leader(members, timeout_s=30.0)
         except Exception as exc:  # noqa: BLE001 - an ensemble that cannot start is a result
             record.update(status="start_failed", error=f"{type(exc).__name__}: {exc}"[:4000],
-                          logs=failover.log_excerpt(members))
+                          logs=log_excerpt(members))
             return record
         record["start_s"] = time.monotonic() - started
-        record["modes_before"] = modes_before = _modes(members)
+        record["modes_before"] = modes_before = member_modes(members)
         record["leader_myid"] = leader.myid
         if versions.get(kind) is None:
-            versions[kind] = _server_version(leader)
+            versions[kind] = server_version(leader.port)
         try:
             result = loadgen.run(
                 connect_string(members), sessions=sessions, depth=depth, workload=workload,
@@ -252,18 +207,18 @@ def run_one_ensemble(kind: str, workload: str, shape: tuple[int, int], repeat: i
                 connect_timeout_s=10.0, setup_timeout_s=20.0, drain_timeout_s=10.0,
                 timeout_s=settings["warmup_s"] + settings["duration_s"] + 90.0)
         except loadgen.BenchError as exc:
-            record.update(status="run_failed", error=str(exc), modes_after=_modes(members),
-                          logs=failover.log_excerpt(members))
+            record.update(status="run_failed", error=str(exc), modes_after=member_modes(members),
+                          logs=log_excerpt(members))
             return record
         record.update(status="ok" if result["valid"] else "invalid", result=result)
-        record["modes_after"] = modes_after = _modes(members)
+        record["modes_after"] = modes_after = member_modes(members)
         if modes_after != modes_before:
             record["status"] = "invalid"
             result["valid"] = False
             result["invalid_reasons"].append(
                 f"member modes changed during the run: {modes_before} -> {modes_after}")
         if record["status"] != "ok":
-            record["logs"] = failover.log_excerpt(members)
+            record["logs"] = log_excerpt(members)
         return record
     finally:
         for member in members:
@@ -288,21 +243,6 @@ def run_failover_trial(kind: str, repeat: int, settings: dict, tmp_root: Path) -
     return record
 
 
-def short_error(text: str | None, limit: int = 300) -> str:
-    """First line of an error and, if different, its last non-empty line (the cause, for a
-    server that exited and left a traceback in its log)."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    summary = lines[0] if len(lines) == 1 or lines[-1] == lines[0] else \
-        f"{lines[0]} ... {lines[-1]}"
-    return summary[:limit]
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def summarize(runs: list[dict[str, Any]], cells: list[tuple[str, str, str]],
               kinds: list[str]) -> list[dict[str, Any]]:
     """One row per (topology, workload, shape): medians per kind over the valid runs, and
@@ -320,13 +260,13 @@ def summarize(runs: list[dict[str, Any]], cells: list[tuple[str, str, str]],
                 "runs": len(mine),
                 "valid_runs": len(valid),
                 "problems": statuses,
-                "ops_per_s": _median([v["ops_per_s"] for v in valid]),
+                "ops_per_s": median([v["ops_per_s"] for v in valid]),
                 "ops_per_s_all": [v["ops_per_s"] for v in valid],
-                "p50_ms": _median([v["latency_ms"]["p50"] for v in valid]),
-                "p99_ms": _median([v["latency_ms"]["p99"] for v in valid]),
-                "p999_ms": _median([v["latency_ms"]["p999"] for v in valid]),
-                "client_cpu_util": _median([v["client_cpu_util"] for v in valid]),
-                "server_cpu_util": _median([v["server_cpu_util"] for v in valid
+                "p50_ms": median([v["latency_ms"]["p50"] for v in valid]),
+                "p99_ms": median([v["latency_ms"]["p99"] for v in valid]),
+                "p999_ms": median([v["latency_ms"]["p999"] for v in valid]),
+                "client_cpu_util": median([v["client_cpu_util"] for v in valid]),
+                "server_cpu_util": median([v["server_cpu_util"] for v in valid
                                             if v["server_cpu_util"] is not None]),
                 "longest_stall_s": max([r["result"].get("longest_stall_s") or 0.0
                                         for r in mine if "result" in r], default=None),
@@ -336,11 +276,8 @@ def summarize(runs: list[dict[str, Any]], cells: list[tuple[str, str, str]],
             }
         zk, zp = row.get("zookeeper"), row.get("zkpy")
         if zk and zp:
-            def ratio(key: str) -> float | None:
-                a, b = zp[key], zk[key]
-                return a / b if a is not None and b else None
-            row["ratio"] = {"ops_per_s": ratio("ops_per_s"), "p50_ms": ratio("p50_ms"),
-                            "p99_ms": ratio("p99_ms")}
+            row["ratio"] = {key: ratio(zp[key], zk[key])
+                            for key in ("ops_per_s", "p50_ms", "p99_ms")}
         rows.append(row)
     return rows
 
@@ -361,14 +298,13 @@ def summarize_failover(trials: list[dict[str, Any]], kinds: list[str]) -> dict[s
         }
         for key, _ in FAILOVER_METRICS:
             values = [r[key] for r in results if r.get(key) is not None]
-            cell[key] = _median(values)
+            cell[key] = median(values)
             cell[key + "_all"] = values
             cell[key + "_missed"] = len(mine) - len(values)
         summary[kind] = cell
     if "zookeeper" in summary and "zkpy" in summary:
         zk, zp = summary["zookeeper"], summary["zkpy"]
-        summary["ratio"] = {key: (zp[key] / zk[key] if zp[key] is not None and zk[key] else None)
-                            for key, _ in FAILOVER_METRICS}
+        summary["ratio"] = {key: ratio(zp[key], zk[key]) for key, _ in FAILOVER_METRICS}
     return summary
 
 
@@ -376,7 +312,7 @@ def failover_table_lines(summary: dict[str, Any], kinds: list[str], markdown: bo
                          ) -> list[str]:
     headers = ["failover (3-node, SIGKILL of the leader), s from the kill"]
     for kind in kinds:
-        headers.append("ZK" if kind == "zookeeper" else "zkpy")
+        headers.append(SHORT_NAMES[kind])
     both = "ratio" in summary
     if both:
         headers.append("zkpy/ZK")
@@ -388,41 +324,17 @@ def failover_table_lines(summary: dict[str, Any], kinds: list[str], markdown: bo
         for kind in kinds:
             cell = summary[kind]
             values = cell[key + "_all"]
-            cells.append(_fmt(cell[key], ".3f", "FAILED" if cell["trials"] else "-"))
+            cells.append(fmt(cell[key], ".3f", "FAILED" if cell["trials"] else "-"))
             if values and len(values) > 1:
-                notes.append(f"{'ZK' if kind == 'zookeeper' else kind} "
+                notes.append(f"{SHORT_NAMES.get(kind, kind)} "
                              f"{min(values):.3f}-{max(values):.3f}")
             if cell[key + "_missed"]:
                 notes.append(f"{kind}: not reached in {cell[key + '_missed']}/{cell['trials']}")
         if both:
-            cells.append(_fmt(summary["ratio"][key], ".2f"))
+            cells.append(fmt(summary["ratio"][key], ".2f"))
         cells.append("; ".join(notes))
         body.append(cells)
-    return _render(headers, body, markdown, left=(0, len(headers) - 1))
-
-
-def _render(headers: list[str], body: list[list[str]], markdown: bool, left: tuple[int, ...]
-            ) -> list[str]:
-    """A table as markdown or as aligned text; columns in ``left`` are left-aligned."""
-    last = len(headers) - 1
-    left = tuple(i if i >= 0 else last + 1 + i for i in left)
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---" if i in left else "---:"
-                                for i in range(len(headers))) + "|"]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return lines
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
-              for i, h in enumerate(headers)]
-
-    def fmt_row(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return [fmt_row(headers), fmt_row(["-" * w for w in widths])] + [fmt_row(c) for c in body]
-
-
-def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
+    return render_table(headers, body, markdown)
 
 
 def _cell_status(cell: dict[str, Any]) -> str:
@@ -438,7 +350,7 @@ def _cell_status(cell: dict[str, Any]) -> str:
 def table_lines(rows: list[dict[str, Any]], kinds: list[str], markdown: bool) -> list[str]:
     headers = ["topology", "workload", "shape"]
     for kind in kinds:
-        short = "ZK" if kind == "zookeeper" else "zkpy"
+        short = SHORT_NAMES[kind]
         headers += [f"{short} ops/s", f"{short} p50 ms", f"{short} p99 ms"]
     both = "zookeeper" in kinds and "zkpy" in kinds
     if both:
@@ -452,8 +364,8 @@ def table_lines(rows: list[dict[str, Any]], kinds: list[str], markdown: bool) ->
         for kind in kinds:
             cell = row[kind]
             failed = cell["valid_runs"] == 0
-            cells += [_fmt(cell["ops_per_s"], ",.0f", "FAILED" if failed else "-"),
-                      _fmt(cell["p50_ms"], ".3f"), _fmt(cell["p99_ms"], ".3f")]
+            cells += [fmt(cell["ops_per_s"], ",.0f", "FAILED" if failed else "-"),
+                      fmt(cell["p50_ms"], ".3f"), fmt(cell["p99_ms"], ".3f")]
             status = _cell_status(cell)
             if status:
                 notes.append(f"{kind}: {status}")
@@ -461,11 +373,11 @@ def table_lines(rows: list[dict[str, Any]], kinds: list[str], markdown: bool) ->
                 notes.append(f"{kind}: a stall of {cell['longest_stall_s']:.1f} s with no reply")
         if both:
             ratio = row["ratio"]
-            cells += [_fmt(ratio["ops_per_s"], ".2f"), _fmt(ratio["p50_ms"], ".2f"),
-                      _fmt(ratio["p99_ms"], ".2f")]
+            cells += [fmt(ratio["ops_per_s"], ".2f"), fmt(ratio["p50_ms"], ".2f"),
+                      fmt(ratio["p99_ms"], ".2f")]
         cells.append("; ".join(notes))
         body.append(cells)
-    return _render(headers, body, markdown, left=(0, 1, 2, -1))
+    return render_table(headers, body, markdown, left=(0, 1, 2, -1))
 
 
 def codec_lines(codec_result: dict[str, Any] | None) -> list[str]:
@@ -479,13 +391,9 @@ def plot(rows: list[dict[str, Any]], kinds: list[str], path: Path,
     """Bar charts of median ops/s (min-max whiskers), one panel per topology and shape, and one
     of the failover timings; returns None or why it was skipped."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError as exc:
         return f"matplotlib is not installed ({exc}); skipping the plot"
-    colors = {"zookeeper": "#4C72B0", "zkpy": "#DD8452"}
-    names = {"zookeeper": "ZooKeeper 3.8", "zkpy": "zkpy"}
     panels: list[tuple[str, str]] = []
     for row in rows:
         if (row["topology"], row["shape"]) not in panels:
@@ -521,9 +429,9 @@ def plot(rows: list[dict[str, Any]], kinds: list[str], path: Path,
                 if cell["valid_runs"] == 0:
                     ax.text(x, 0, "failed" if cell["runs"] else "not run", rotation=90,
                             ha="center", va="bottom", fontsize=8,
-                            color=colors.get(kind, "black"))
-            ax.bar(xs, heights, width, yerr=[low, high], capsize=3, label=names.get(kind, kind),
-                   color=colors.get(kind))
+                            color=PLOT_COLORS.get(kind, "black"))
+            ax.bar(xs, heights, width, yerr=[low, high], capsize=3,
+                   label=PLOT_LABELS.get(kind, kind), color=PLOT_COLORS.get(kind))
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=15, fontsize=8)
         ax.set_ylabel("ops/s (median, min-max)")
@@ -550,9 +458,9 @@ def plot(rows: list[dict[str, Any]], kinds: list[str], path: Path,
                 high.append(max(values) - median)
                 if cell[key] is None and cell["trials"]:
                     ax.text(i + offset(k), 0, "not reached", rotation=90, ha="center",
-                            va="bottom", fontsize=8, color=colors.get(kind, "black"))
-            ax.bar(xs, heights, width, yerr=[low, high], capsize=3, label=names.get(kind, kind),
-                   color=colors.get(kind))
+                            va="bottom", fontsize=8, color=PLOT_COLORS.get(kind, "black"))
+            ax.bar(xs, heights, width, yerr=[low, high], capsize=3,
+                   label=PLOT_LABELS.get(kind, kind), color=PLOT_COLORS.get(kind))
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, fontsize=8)
         ax.set_ylabel("seconds from SIGKILL of the leader\n(median, min-max)")
@@ -595,13 +503,13 @@ def write_markdown(path: Path, report: dict[str, Any], rows, kinds) -> None:
             "members (so two thirds of them on followers); kinds alternating run by run; server "
             "CPU is the sum over the members")
     lines += [f"- total time: {meta['elapsed_s']:.0f} s", "",
-              "## Load (raw ZooKeeper protocol, zkpy.bench.loadgen)", "",
+              "## Load (raw ZooKeeper protocol, benchmarks.loadgen)", "",
               *table_lines(rows, kinds, markdown=True), "",
               "Ratios are zkpy / ZooKeeper: above 1 is better for ops/s, below 1 is better for "
               "latency.", ""]
     if fo.get("repeats"):
         lines += [
-            "## Leader failover (3-node, zkpy.bench.failover)", "",
+            "## Leader failover (3-node, benchmarks.failover)", "",
             *failover_table_lines(report["failover_summary"], kinds, markdown=True), "",
             f"Medians over {fo['repeats']} trials per server, each on a fresh ensemble: two "
             "writers write continuously (setData, one at a time) through the connect string of "
@@ -688,7 +596,7 @@ def _report_run(progress: Progress, label: str, record: dict[str, Any]) -> None:
     server_cpu = result.get("server_cpu_util")
     progress.line(
         f"{label}: {result['ops_per_s']:>9,.0f} ops/s  p50 "
-        f"{_fmt(lat['p50'], '.3f')} ms  p99 {_fmt(lat['p99'], '.3f')} ms  "
+        f"{fmt(lat['p50'], '.3f')} ms  p99 {fmt(lat['p99'], '.3f')} ms  "
         f"(gen CPU {result['client_cpu_util'] * 100:.0f}%"
         + (f", server CPU {server_cpu * 100:.0f}%" if server_cpu is not None else "")
         + (f", STALL {result['longest_stall_s']:.1f}s"
@@ -702,31 +610,31 @@ def main(argv: list[str] | None = None) -> int:
     if argv:
         print(__doc__)
         return 0 if argv[0] in ("-h", "--help") else 2
-    repeats = int(_env_float("BENCH_REPEATS", 3))
+    repeats = int(env_float("BENCH_REPEATS", 3))
     settings = {
-        "duration_s": _env_float("BENCH_DURATION_S", 5.0),
-        "warmup_s": _env_float("BENCH_WARMUP_S", 2.0),
-        "value_bytes": int(_env_float("BENCH_VALUE_BYTES", 100)),
+        "duration_s": env_float("BENCH_DURATION_S", 5.0),
+        "warmup_s": env_float("BENCH_WARMUP_S", 2.0),
+        "value_bytes": int(env_float("BENCH_VALUE_BYTES", 100)),
     }
-    workloads = _env_list("BENCH_WORKLOADS", WORKLOADS)
-    shapes = [_parse_shape(s) for s in _env_list("BENCH_SHAPES", tuple(
-        _shape_label(s) for s in SHAPES))]
-    kinds = _env_list("BENCH_KINDS", KINDS)
-    topologies = _env_list("BENCH_TOPOLOGIES", TOPOLOGIES)
-    ens_repeats = int(_env_float("BENCH_ENSEMBLE_REPEATS", min(2, repeats)))
+    workloads = env_list("BENCH_WORKLOADS", WORKLOADS)
+    shapes = [parse_shape(s) for s in env_list("BENCH_SHAPES", tuple(
+        shape_label(s) for s in SHAPES))]
+    kinds = env_list("BENCH_KINDS", KINDS)
+    topologies = env_list("BENCH_TOPOLOGIES", TOPOLOGIES)
+    ens_repeats = int(env_float("BENCH_ENSEMBLE_REPEATS", min(2, repeats)))
     ens_settings = {
-        "duration_s": _env_float("BENCH_ENSEMBLE_DURATION_S", min(4.0, settings["duration_s"])),
-        "warmup_s": _env_float("BENCH_ENSEMBLE_WARMUP_S", settings["warmup_s"]),
+        "duration_s": env_float("BENCH_ENSEMBLE_DURATION_S", min(4.0, settings["duration_s"])),
+        "warmup_s": env_float("BENCH_ENSEMBLE_WARMUP_S", settings["warmup_s"]),
         "value_bytes": settings["value_bytes"],
     }
-    ens_workloads = _env_list("BENCH_ENSEMBLE_WORKLOADS", tuple(workloads))
-    ens_shape = _parse_shape(os.environ.get("BENCH_ENSEMBLE_SHAPE") or
-                             _shape_label(ENSEMBLE_SHAPE))
-    fo_repeats = int(_env_float("BENCH_FAILOVER_REPEATS", repeats))
+    ens_workloads = env_list("BENCH_ENSEMBLE_WORKLOADS", tuple(workloads))
+    ens_shape = parse_shape(os.environ.get("BENCH_ENSEMBLE_SHAPE") or
+                             shape_label(ENSEMBLE_SHAPE))
+    fo_repeats = int(env_float("BENCH_FAILOVER_REPEATS", repeats))
     fo_settings = {
-        "warmup_s": _env_float("BENCH_FAILOVER_WARMUP_S", 1.0),
-        "request_timeout_s": _env_float("BENCH_FAILOVER_REQUEST_TIMEOUT_S", 2.0),
-        "deadline_s": _env_float("BENCH_FAILOVER_DEADLINE_S", 30.0),
+        "warmup_s": env_float("BENCH_FAILOVER_WARMUP_S", 1.0),
+        "request_timeout_s": env_float("BENCH_FAILOVER_REQUEST_TIMEOUT_S", 2.0),
+        "deadline_s": env_float("BENCH_FAILOVER_DEADLINE_S", 30.0),
         "retry_pause_s": 0.02,
     }
     for name in set(workloads) | set(ens_workloads):
@@ -798,13 +706,13 @@ def main(argv: list[str] | None = None) -> int:
                     order = kinds if repeat % 2 == 0 else list(reversed(kinds))
                     for kind in order:
                         label = (f"[{progress.done + 1}/{total_runs}] {kind:9} standalone "
-                                 f"{workload:6} {_shape_label(shape):5} run {repeat + 1}/{repeats}")
+                                 f"{workload:6} {shape_label(shape):5} run {repeat + 1}/{repeats}")
                         why = skip_reason(kind, STANDALONE) or (
                             "an earlier run of this cell could not happen"
                             if kind in cell_failed else None)
                         if why:
                             runs.append({"kind": kind, "topology": STANDALONE,
-                                         "workload": workload, "shape": _shape_label(shape),
+                                         "workload": workload, "shape": shape_label(shape),
                                          "repeat": repeat, "status": "skipped", "error": why})
                             progress.finished(cost[STANDALONE])
                             progress.line(f"{label}: skipped ({why})")
@@ -828,12 +736,12 @@ def main(argv: list[str] | None = None) -> int:
                 order = kinds if repeat % 2 == 0 else list(reversed(kinds))
                 for kind in order:
                     label = (f"[{progress.done + 1}/{total_runs}] {kind:9} 3-node     "
-                             f"{workload:6} {_shape_label(ens_shape):5} run "
+                             f"{workload:6} {shape_label(ens_shape):5} run "
                              f"{repeat + 1}/{ens_repeats}")
                     why = skip_reason(kind, ENSEMBLE)
                     if why:
                         runs.append({"kind": kind, "topology": ENSEMBLE, "workload": workload,
-                                     "shape": _shape_label(ens_shape), "repeat": repeat,
+                                     "shape": shape_label(ens_shape), "repeat": repeat,
                                      "status": "skipped", "error": why})
                         progress.finished(cost[ENSEMBLE])
                         progress.line(f"{label}: skipped ({why})")
@@ -875,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # 4. Scaling: many, idle and watching sessions; a million znodes.
         if with_scaling:
-            progress.line("scaling experiments (zkpy.bench.scaling)")
+            progress.line("scaling experiments (benchmarks.scaling)")
             try:
                 scaling.run(out, kinds, say=progress.line, state=scaling_state,
                             tmp_dir=str(tmp_root))
@@ -890,9 +798,9 @@ def main(argv: list[str] | None = None) -> int:
         scaling.finish(scaling_state, out)  # an interrupted scaling part: what it measured
 
     loadavg_after = os.getloadavg()
-    cells = [(STANDALONE, w, _shape_label(s)) for w in workloads for s in shapes]
+    cells = [(STANDALONE, w, shape_label(s)) for w in workloads for s in shapes]
     if ens_repeats:
-        cells += [(ENSEMBLE, w, _shape_label(ens_shape)) for w in ens_workloads]
+        cells += [(ENSEMBLE, w, shape_label(ens_shape)) for w in ens_workloads]
     rows = summarize(runs, cells, kinds)
     failover_summary = summarize_failover(trials, kinds) if fo_repeats else None
     run_loads = [r["loadavg_before"][0] for r in runs + trials if "loadavg_before" in r]
@@ -906,11 +814,11 @@ def main(argv: list[str] | None = None) -> int:
             "server_versions": versions,
             "loadavg_before": [round(v, 2) for v in loadavg_before],
             "loadavg_after": [round(v, 2) for v in loadavg_after],
-            "run_loadavg_median": round(_median(run_loads), 2) if run_loads else None,
+            "run_loadavg_median": round(median(run_loads), 2) if run_loads else None,
             "repeats": repeats, **settings,
-            "workloads": workloads, "shapes": [_shape_label(s) for s in shapes], "kinds": kinds,
+            "workloads": workloads, "shapes": [shape_label(s) for s in shapes], "kinds": kinds,
             "ensemble": {"repeats": ens_repeats, **ens_settings, "workloads": ens_workloads,
-                         "shape": _shape_label(ens_shape), "members": 3},
+                         "shape": shape_label(ens_shape), "members": 3},
             "failover": {"repeats": fo_repeats, **fo_settings},
             "elapsed_s": time.monotonic() - progress.started,
         },

@@ -24,7 +24,7 @@ must return a version above the last version acknowledged before the kill. Every
 failure, timeout and error reply after the kill is kept in ``events`` (with times relative to
 the kill).
 
-    python -m zkpy.bench.failover --kind zkpy --repeats 3 [--json]
+    python -m benchmarks.failover --kind zkpy --repeats 3 [--json]
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -44,100 +43,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jute import records as r
-from jute.constants import CreateMode, Err, OpCode, Perms
-from zkpy.bench import loadgen
+from jute.constants import Err, OpCode
+from tests.support.servers import KINDS, connect_string, ensemble, start_all
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
+from benchmarks.client import (
+    Connection, ConnectionFailed, RequestFailed, SessionExpired, connect_request,
+    create_request, error_name, open_session, parse_hosts, run_event_loop,
+)
+from benchmarks.servers import find_leader, log_excerpt, parse_srvr
 
 perf_counter = time.perf_counter
-_LEN = struct.Struct(">i")
-_REQ = struct.Struct(">iii")
-_REPLY = struct.Struct(">iqi")
-_OPEN_ACL = [r.ACL(Perms.ALL, r.Id("world", "anyone"))]
-TIMINGS = ("old_session_on_leader_s", "old_session_on_follower_s", "new_session_s",
-           "new_leader_s")
-
-
-class ConnectionFailed(Exception):
-    pass
-
-
-def _err_name(code: int) -> str:
-    try:
-        return Err(code).name
-    except ValueError:
-        return str(code)
-
-
-class Conn(asyncio.Protocol):
-    """One connection carrying one session (a new one, or an existing one re-attached)."""
-
-    def __init__(self, session_id: int, passwd: bytes, last_zxid: int, timeout_ms: int) -> None:
-        self.request = r.ConnectRequest(protocol_version=0, last_zxid_seen=last_zxid,
-                                        timeout_ms=timeout_ms, session_id=session_id,
-                                        passwd=passwd, read_only=False)
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.handshake: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.pending: dict[int, asyncio.Future] = {}
-        self.next_xid = 1
-        self.max_zxid = last_zxid
-        self.closed = False
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
-        loadgen.send_handshake(transport, self.request)
-
-    def connection_lost(self, exc) -> None:
-        self.closed = True
-        why = f"connection closed ({exc or 'by the server'})"
-        if not self.handshake.done():
-            self.handshake.set_exception(ConnectionFailed(why))
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(ConnectionFailed(why))
-        self.pending.clear()
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf + data
-        off = 0
-        while len(buf) - off >= 4:
-            end = off + 4 + _LEN.unpack_from(buf, off)[0]
-            if end > len(buf):
-                break
-            payload = buf[off + 4:end]
-            off = end
-            if not self.handshake.done():
-                try:
-                    self.handshake.set_result(r.ConnectResponse.decode_from(payload, 0)[0])
-                except Exception as exc:  # noqa: BLE001
-                    self.handshake.set_exception(ConnectionFailed(f"bad ConnectResponse: {exc}"))
-                continue
-            xid, zxid, err = _REPLY.unpack_from(payload, 0)
-            if zxid > self.max_zxid:
-                self.max_zxid = zxid
-            future = self.pending.pop(xid, None)
-            if future is not None and not future.done():
-                future.set_result((err, payload[16:]))
-        self.buf = buf[off:]
-
-    def call(self, opcode: int, body: bytes = b"") -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        if self.closed:
-            future.set_exception(ConnectionFailed("connection closed"))
-            return future
-        xid = self.next_xid
-        self.next_xid += 1
-        self.pending[xid] = future
-        self.transport.write(_REQ.pack(len(body) + 8, xid, opcode) + body)
-        return future
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
 
 
 class Trial:
@@ -157,24 +72,13 @@ class Trial:
 
 
 async def _open(hosts: list[tuple[str, int]], index: int, session_id: int, passwd: bytes,
-                last_zxid: int, timeout_ms: int, connect_timeout_s: float) -> tuple[Conn, Any]:
-    loop = asyncio.get_running_loop()
+                last_zxid: int, timeout_ms: int, connect_timeout_s: float) -> Connection:
+    """A new session (``session_id`` 0) or an existing one re-attached, on member ``index``;
+    the connection is named after the member, so its errors say where they happened."""
     host, port = hosts[index % len(hosts)]
-    try:
-        _, conn = await asyncio.wait_for(loop.create_connection(
-            lambda: Conn(session_id, passwd, last_zxid, timeout_ms), host, port),
-            connect_timeout_s)
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise ConnectionFailed(f"cannot connect: {type(exc).__name__} {exc}") from exc
-    try:
-        response = await asyncio.wait_for(conn.handshake, connect_timeout_s)
-    except asyncio.TimeoutError as exc:
-        conn.close()
-        raise ConnectionFailed(f"no ConnectResponse within {connect_timeout_s:g} s") from exc
-    except ConnectionFailed:
-        conn.close()
-        raise
-    return conn, response
+    request = connect_request(timeout_ms, session_id, passwd, last_zxid)
+    return await open_session(host, port, lambda: Connection(f"{host}:{port}", request),
+                              connect_timeout_s)
 
 
 def _set_body(path: str, value: bytes) -> bytes:
@@ -194,7 +98,7 @@ class Writer:
         self.settings = settings
         self.session_id = 0
         self.passwd = bytes(16)
-        self.conn: Conn | None = None
+        self.conn: Connection | None = None
         self.writes_before_kill = 0
         self.last_version_before_kill: int | None = None
         self.first_after_kill: float | None = None
@@ -213,22 +117,21 @@ class Writer:
         s = self.settings
         while True:
             try:
-                conn, response = await _open(
+                conn = await _open(
                     self.hosts, self.index, self.session_id, self.passwd,
-                    self.conn.max_zxid if self.conn is not None else 0,
+                    self.conn.last_zxid_seen if self.conn is not None else 0,
                     int(s["session_timeout_ms"]), s["connect_timeout_s"])
+            except SessionExpired:
+                self.trial.event(self.name, f"{self.host_label()}: session expired")
+                self.expired = True
+                raise
             except ConnectionFailed as exc:
-                self.trial.event(self.name, f"{self.host_label()}: {exc}")
+                self.trial.event(self.name, str(exc))
                 self.index += 1
                 await asyncio.sleep(s["retry_pause_s"])
                 continue
-            if response.timeout_ms <= 0:
-                conn.close()
-                self.trial.event(self.name, f"{self.host_label()}: session expired")
-                self.expired = True
-                raise ConnectionFailed("session expired")
             if self.session_id == 0:
-                self.session_id, self.passwd = response.session_id, response.passwd
+                self.session_id, self.passwd = conn.session_id, conn.session_passwd
             elif self.trial.kill_at is not None:
                 self.reconnects += 1
                 self.trial.event(self.name, f"{self.host_label()}: session re-attached")
@@ -240,7 +143,7 @@ class Writer:
         value = b"v" * 16
         body = _set_body(self.path, value)
         while not stop.is_set():
-            if self.conn is None or self.conn.closed:
+            if self.conn is None or self.conn.lost:
                 try:
                     await self.connect()
                 except ConnectionFailed:
@@ -255,12 +158,12 @@ class Writer:
                 self._drop()
                 continue
             except ConnectionFailed as exc:
-                self.trial.event(self.name, f"{self.host_label()}: {exc}")
+                self.trial.event(self.name, str(exc))
                 self._drop()
                 continue
             now = perf_counter()
             if err:
-                self.trial.event(self.name, f"{self.host_label()}: setData {_err_name(err)}")
+                self.trial.event(self.name, f"{self.host_label()}: setData {error_name(err)}")
                 if err == Err.SESSIONEXPIRED:
                     self.expired = True
                     return
@@ -286,18 +189,12 @@ class Writer:
 
     def _drop(self) -> None:
         if self.conn is not None:
-            self.conn.close()
+            self.conn.abort()
         self.index += 1
 
     async def close(self) -> None:
-        conn = self.conn
-        if conn is None or conn.closed:
-            return
-        try:
-            await asyncio.wait_for(conn.call(OpCode.closeSession), 2.0)
-        except (asyncio.TimeoutError, ConnectionFailed):
-            pass
-        conn.close()
+        if self.conn is not None:
+            await self.conn.close(2.0)
 
 
 async def _new_session_prober(trial: Trial, hosts: list[tuple[str, int]], start: int, path: str,
@@ -308,19 +205,18 @@ async def _new_session_prober(trial: Trial, hosts: list[tuple[str, int]], start:
     while not stop.is_set():
         label = "%s:%d" % hosts[index % len(hosts)]
         try:
-            conn, response = await _open(hosts, index, 0, bytes(16), 0,
-                                         int(settings["session_timeout_ms"]),
-                                         settings["connect_timeout_s"])
+            conn = await _open(hosts, index, 0, bytes(16), 0,
+                               int(settings["session_timeout_ms"]), settings["connect_timeout_s"])
+        except SessionExpired:
+            trial.event("new-session", f"{label}: session rejected")
+            index += 1
+            continue
         except ConnectionFailed as exc:
-            trial.event("new-session", f"{label}: {exc}")
+            trial.event("new-session", str(exc))
             index += 1
             await asyncio.sleep(settings["retry_pause_s"])
             continue
         try:
-            if response.timeout_ms <= 0:
-                trial.event("new-session", f"{label}: session rejected")
-                index += 1
-                continue
             try:
                 err, _ = await asyncio.wait_for(conn.call(OpCode.setData, body),
                                                 settings["request_timeout_s"])
@@ -330,24 +226,21 @@ async def _new_session_prober(trial: Trial, hosts: list[tuple[str, int]], start:
                 index += 1
                 continue
             except ConnectionFailed as exc:
-                trial.event("new-session", f"{label}: {exc}")
+                trial.event("new-session", str(exc))
                 index += 1
                 await asyncio.sleep(settings["retry_pause_s"])
                 continue
             if err:
-                trial.event("new-session", f"{label}: setData {_err_name(err)}")
+                trial.event("new-session", f"{label}: setData {error_name(err)}")
                 index += 1
                 await asyncio.sleep(settings["retry_pause_s"])
                 continue
             done = perf_counter()
             trial.event("new-session", f"{label}: first write on a new session")
-            try:
-                await asyncio.wait_for(conn.call(OpCode.closeSession), 2.0)
-            except (asyncio.TimeoutError, ConnectionFailed):
-                pass
+            await conn.close(2.0)
             return done
         finally:
-            conn.close()
+            conn.abort()
     return None
 
 
@@ -368,7 +261,7 @@ async def _leader_watch(trial: Trial, hosts: list[tuple[str, int]], stop: asynci
                 text = await _srvr(host, port)
             except (OSError, asyncio.TimeoutError):
                 continue
-            if "Mode: leader" in text:
+            if parse_srvr(text)["mode"] == "leader":
                 now = perf_counter()
                 trial.event("srvr", f"{host}:{port} reports Mode: leader")
                 return now, f"{host}:{port}"
@@ -382,10 +275,7 @@ async def measure(hosts: str, leader: str, kill: Callable[[], None],
                   connect_timeout_s: float = 1.0, retry_pause_s: float = 0.02) -> dict[str, Any]:
     """Write through ``hosts`` (all members), call ``kill`` (the leader, ``host:port``) in a
     thread, and time the recovery. Returns the trial's result."""
-    addresses = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        addresses.append((host or "127.0.0.1", int(port)))
+    addresses = parse_hosts(hosts)
     labels = ["%s:%d" % a for a in addresses]
     leader_index = labels.index(leader)
     follower_index = (leader_index + 1) % len(addresses)
@@ -398,16 +288,14 @@ async def measure(hosts: str, leader: str, kill: Callable[[], None],
                               "warmup_s": warmup_s, "deadline_s": deadline_s, **settings}
 
     # Setup through the leader: the nodes the writers write.
-    conn, _ = await _open(addresses, leader_index, 0, bytes(16), 0, session_timeout_ms, 10.0)
+    conn = await _open(addresses, leader_index, 0, bytes(16), 0, session_timeout_ms, 10.0)
     try:
         for path in (base, f"{base}/on-leader", f"{base}/on-follower", f"{base}/new"):
-            err, _ = await asyncio.wait_for(conn.call(OpCode.create, r.CreateRequest.encode(
-                r.CreateRequest(path, b"", _OPEN_ACL, CreateMode.PERSISTENT))), 10.0)
-            if err:
-                raise ConnectionFailed(f"setup: create {path}: {_err_name(err)}")
-        await asyncio.wait_for(conn.call(OpCode.closeSession), 5.0)
+            await asyncio.wait_for(conn.call_checked(OpCode.create, create_request(path),
+                                                     f"setup: create {path}"), 10.0)
+        await conn.close(5.0)
     finally:
-        conn.close()
+        conn.abort()
 
     writers = [Writer(trial, "on-leader", addresses, leader_index, f"{base}/on-leader", settings),
                Writer(trial, "on-follower", addresses, follower_index, f"{base}/on-follower",
@@ -491,44 +379,8 @@ async def measure(hosts: str, leader: str, kill: Callable[[], None],
     return result
 
 
-def _run_loop(coro):
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
-def log_excerpt(members, lines: int = 12) -> dict[str, str]:
-    """The last lines of each member's log, without traceback bodies."""
-    excerpt = {}
-    for member in members:
-        try:
-            text = member.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        kept = [line for line in text if line.strip() and not line.startswith((" ", "\t"))
-                and not line.startswith(("Traceback", "asyncio.", "handle:", "Exception in"))]
-        excerpt[f"member{member.myid} (port {member.port})"] = "\n".join(kept[-lines:])
-    return excerpt
-
-
-def find_leader(members, timeout_s: float = 30.0):
-    from tests.support.servers import four_letter_word
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for member in members:
-            try:
-                if "Mode: leader" in four_letter_word(member.port, "srvr", timeout_s=1.0):
-                    return member
-            except OSError:
-                pass
-        time.sleep(0.05)
-    raise RuntimeError(f"no member reported Mode: leader within {timeout_s:g} s")
-
-
 def trial(kind: str, workdir: Path, **kwargs: Any) -> dict[str, Any]:
     """Start a fresh 3-node ensemble of ``kind``, measure one failover, stop the ensemble."""
-    from tests.support.servers import connect_string, ensemble, start_all
-
     members = ensemble(kind, workdir)
     record: dict[str, Any] = {"kind": kind, "loadavg_before": os.getloadavg()}
     try:
@@ -543,10 +395,10 @@ def trial(kind: str, workdir: Path, **kwargs: Any) -> dict[str, Any]:
         record["start_s"] = time.monotonic() - started
         record["leader_myid"] = leader.myid
         try:
-            result = _run_loop(asyncio.wait_for(
+            result = run_event_loop(asyncio.wait_for(
                 measure(connect_string(members), leader.connect_string, leader.kill, **kwargs),
                 kwargs.get("deadline_s", 30.0) + 60.0))
-        except (ConnectionFailed, asyncio.TimeoutError, OSError) as exc:
+        except (ConnectionFailed, RequestFailed, asyncio.TimeoutError, OSError) as exc:
             record.update(status="run_failed", error=f"{type(exc).__name__}: {exc}",
                           logs=log_excerpt(members))
             return record
@@ -579,9 +431,9 @@ def format_trial(record: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zkpy.bench.failover", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.failover", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", choices=("zookeeper", "zkpy"), default="zkpy")
+    parser.add_argument("--kind", choices=KINDS, default="zkpy")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup-s", type=float, default=1.0)
     parser.add_argument("--deadline-s", type=float, default=30.0)
@@ -603,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(records, indent=2))
-    return 0 if all(r["status"] == "ok" for r in records) else 2
+    return 0 if all(record["status"] == "ok" for record in records) else 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ construct's interpreter (``Rec.construct.parse`` / ``.build``) and construct's c
 (``Rec.construct.compile()``). Each figure is the best of several timed repetitions (the usual
 ``timeit`` practice: the minimum is the run least disturbed by the rest of the machine).
 
-    python -m zkpy.bench.codec [--json] [--repeat 5] [--min-time 0.2]
+    python -m benchmarks.codec [--json] [--repeat 5] [--min-time 0.2]
 
 Targets: ours >= 1,000,000 ops/s for both, and >= 5x compiled construct.
 """
@@ -190,7 +190,7 @@ def format_text(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zkpy.bench.codec", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.codec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (best is kept)")

@@ -1,7 +1,8 @@
 """A ZooKeeper load generator in the spirit of ClickHouse's keeper-bench.
 
-It speaks the raw client protocol (jute records over asyncio + uvloop, no client library), so
-the numbers are the server's and the generator's, not a client library's. N sessions each keep
+It speaks the raw client protocol (``benchmarks.client``: jute records over asyncio + uvloop,
+no client library), so the numbers are the server's and the generator's, not a client
+library's. N sessions each keep
 D requests outstanding (pipelining depth D): every reply that comes back is replaced at once by
 a new request, so the server always has up to N x D requests to work on.
 
@@ -35,7 +36,7 @@ Several servers (an ensemble): ``--hosts a,b,c`` spreads the sessions over them 
 the setup visible to every session (each session's creation is a transaction committed after
 the setup's). ``--server-pid`` then takes the members' pids, and their CPU use is summed.
 
-    python -m zkpy.bench.loadgen --hosts 127.0.0.1:2181 --sessions 32 --depth 16 \\
+    python -m benchmarks.loadgen --hosts 127.0.0.1:2181 --sessions 32 --depth 16 \\
         --workload mix --duration-s 5 --warmup-s 1 [--json]
 
 Exit status: 0 for a valid run, 2 for an invalid one, 1 if the run could not happen.
@@ -48,33 +49,25 @@ import asyncio
 import collections
 import gc
 import json
-import math
-import os
 import random
-import resource
-import socket
-import struct
 import sys
 import time
 import uuid
 from typing import Any
 
 from jute import records as r
-from jute.constants import CreateMode, Err, OpCode, Perms
-from jute.framing import frame
+from jute.constants import CreateMode, Err, OpCode
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a dependency; fall back to asyncio's loop
-    uvloop = None
+from benchmarks.client import (
+    REPLY_HEADER_BYTES, Connection, ConnectionFailed, RequestFailed, connect_request,
+    create_request, error_name, event_loop_name, open_session, parse_hosts, pattern_value,
+    raise_fd_limit, run_event_loop,
+)
+from benchmarks.procfs import cpu_seconds
+from benchmarks.report import latency_summary_ms
 
 WORKLOADS = ("get", "set", "create", "mix")
 
-_LEN = struct.Struct(">i")
-_REQ = struct.Struct(">iii")  # frame length, xid, opcode
-_REPLY = struct.Struct(">iqi")  # xid, zxid, err
-_PING = _REQ.pack(8, -2, OpCode.ping)
-_OPEN_ACL = [r.ACL(Perms.ALL, r.Id("world", "anyone"))]
 _OP_NAMES = {OpCode.getData: "get", OpCode.setData: "set", OpCode.create: "create"}
 perf_counter = time.perf_counter
 
@@ -84,7 +77,8 @@ class BenchError(Exception):
 
 
 class _Stats:
-    """Counters shared by the sessions of one run."""
+    """What the sessions of one run measure together (the per-connection counts, such as
+    order violations, stay on each session)."""
 
     def __init__(self) -> None:
         self.recording = False
@@ -92,137 +86,39 @@ class _Stats:
         self.latencies: dict[int, list[float]] = collections.defaultdict(list)
         self.errors: collections.Counter[int] = collections.Counter()
         self.window_errors = 0
-        self.order_violations = 0
-        self.unexpected_replies = 0
         self.verified_replies = 0
         self.bad_replies = 0
         self.first_bad_reply: str | None = None
-        self.notifications = 0
-        self.pings_sent = 0
-        self.ping_replies = 0
-        self.lost_connections: list[str] = []
 
 
-def new_session_request(timeout_ms: int) -> r.ConnectRequest:
-    """The handshake of a brand-new session (no session id, no password, not read-only)."""
-    return r.ConnectRequest(protocol_version=0, last_zxid_seen=0, timeout_ms=timeout_ms,
-                            session_id=0, passwd=bytes(16), read_only=False)
-
-
-def send_handshake(transport: asyncio.Transport, request: r.ConnectRequest) -> None:
-    """Turn Nagle off (every generator here measures latency), then send the handshake."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass
-    transport.write(frame(r.ConnectRequest.encode(request)))
-
-
-class Session(asyncio.Protocol):
-    """One ZooKeeper session on its own connection."""
+class LoadSession(Connection):
+    """One ZooKeeper session keeping ``depth`` requests of its cyclic ``ops`` outstanding."""
 
     def __init__(self, stats: _Stats, name: str, depth: int, timeout_ms: int) -> None:
+        super().__init__(name, connect_request(timeout_ms))
         self.stats = stats
-        self.name = name
         self.depth = depth
-        self.requested_timeout_ms = timeout_ms
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.connected: asyncio.Future | None = None
-        self.session_id = 0
-        self.timeout_ms = 0
-        self.next_xid = 1
-        # (xid, send time, opcode, future or None); replies must come back in this order.
-        self.pending: collections.deque = collections.deque()
         self.ops: list[tuple[int, bytes]] = []
         self.value = b""  # what getData must return and setData/create wrote
         self.eph_prefix = ""  # the path create must return, before its sequence number
         self.op_index = 0
-        self.last_send = perf_counter()
-        self.closing = False
-        self.lost = False
 
-    # --- asyncio.Protocol ----------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.transport = transport
-        self.connected = asyncio.get_running_loop().create_future()
-        send_handshake(transport, new_session_request(self.requested_timeout_ms))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if not self.closing:
-            self.stats.lost_connections.append(f"{self.name}: {exc or 'closed by server'}")
-        if self.connected is not None and not self.connected.done():
-            self.connected.set_exception(BenchError(f"{self.name}: connection closed during "
-                                                    f"the handshake ({exc or 'by the server'})"))
-        while self.pending:
-            future = self.pending.popleft()[3]
-            if future is not None and not future.done():
-                future.set_exception(BenchError(f"{self.name}: connection lost"))
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
-        size = len(buf)
-        off = 0
-        now = perf_counter()
+    def pipelined_reply(self, xid: int, opcode: int, err: int, payload: bytes, sent_at: float,
+                        now: float) -> None:
         stats = self.stats
-        pending = self.pending
-        while size - off >= 4:
-            end = off + 4 + _LEN.unpack_from(buf, off)[0]
-            if end > size:
-                break
-            if not self.connected.done():
-                self._connect_reply(buf[off + 4:end])
-                off = end
-                continue
-            xid, _zxid, err = _REPLY.unpack_from(buf, off + 4)
-            if xid >= 0:
-                if not pending:
-                    stats.unexpected_replies += 1
-                else:
-                    sent_xid, sent_at, opcode, future = pending.popleft()
-                    if sent_xid != xid:
-                        stats.order_violations += 1
-                    if future is not None:
-                        if not future.done():
-                            future.set_result((err, buf[off + 20:end]))
-                    elif err:
-                        stats.errors[err] += 1
-                        if stats.recording:
-                            stats.window_errors += 1
-                    else:
-                        if stats.recording:
-                            stats.latencies[opcode].append(now - sent_at)
-                        if xid & 63 == 1:  # the first reply, then one in 64
-                            self.verify(opcode, buf[off + 20:end])
-            elif xid == -2:
-                stats.ping_replies += 1
-            elif xid == -1:
-                stats.notifications += 1
-            else:
-                stats.unexpected_replies += 1
-            off = end
-        self.buf = buf[off:] if off < size else b""
-        if stats.issuing and self.ops:
+        if err:
+            stats.errors[err] += 1
+            if stats.recording:
+                stats.window_errors += 1
+            return
+        if stats.recording:
+            stats.latencies[opcode].append(now - sent_at)
+        if xid & 63 == 1:  # the first reply, then one in 64
+            self.verify(opcode, payload[REPLY_HEADER_BYTES:])
+
+    def replies_received(self, now: float) -> None:
+        if self.stats.issuing and self.ops:
             self.refill(now)
-
-    # --- requests ------------------------------------------------------------------------------
-
-    def _connect_reply(self, payload: bytes) -> None:
-        try:
-            response, _ = r.ConnectResponse.decode_from(payload, 0)
-        except Exception as exc:  # noqa: BLE001
-            self.connected.set_exception(BenchError(f"{self.name}: bad ConnectResponse: {exc}"))
-            return
-        if response.timeout_ms <= 0:
-            self.connected.set_exception(BenchError(f"{self.name}: session rejected"))
-            return
-        self.session_id = response.session_id
-        self.timeout_ms = response.timeout_ms
-        self.connected.set_result(response)
 
     def verify(self, opcode: int, body: bytes) -> None:
         """Check that a reply body is the record, and the value, the request calls for."""
@@ -262,108 +158,43 @@ class Session(asyncio.Protocol):
         ops = self.ops
         count = len(ops)
         index = self.op_index
-        xid = self.next_xid
-        pending = self.pending
-        parts = []
+        batch = []
         for _ in range(want):
-            opcode, body = ops[index]
+            batch.append(ops[index])
             index += 1
             if index == count:
                 index = 0
-            parts.append(_REQ.pack(len(body) + 8, xid, opcode))
-            parts.append(body)
-            pending.append((xid, now, opcode, None))
-            xid += 1
         self.op_index = index
-        self.next_xid = xid
-        self.last_send = now
-        self.transport.write(b"".join(parts))
-
-    def call(self, opcode: int, body: bytes = b"") -> asyncio.Future:
-        """Send one request; the future gives (err, reply body)."""
-        future = asyncio.get_running_loop().create_future()
-        if self.lost:
-            future.set_exception(BenchError(f"{self.name}: connection lost"))
-            return future
-        xid = self.next_xid
-        self.next_xid += 1
-        now = perf_counter()
-        self.pending.append((xid, now, opcode, future))
-        self.last_send = now
-        self.transport.write(_REQ.pack(len(body) + 8, xid, opcode) + body)
-        return future
+        self.pipeline(batch, now)
 
     def ping_if_idle(self, interval_s: float) -> None:
         if not self.lost and not self.closing and perf_counter() - self.last_send >= interval_s:
-            self.last_send = perf_counter()
-            self.stats.pings_sent += 1
-            self.transport.write(_PING)
-
-    async def close(self, timeout_s: float) -> None:
-        if self.lost or self.transport is None:
-            return
-        self.closing = True
-        try:
-            await asyncio.wait_for(self.call(OpCode.closeSession), timeout_s)
-        except (asyncio.TimeoutError, BenchError):
-            pass
-        finally:
-            self.transport.close()
+            self.ping()
 
 
-async def _connect(loop, stats: _Stats, host: str, port: int, name: str, depth: int,
-                   timeout_ms: int, connect_timeout_s: float) -> Session:
+async def _connect(stats: _Stats, host: str, port: int, name: str, depth: int,
+                   timeout_ms: int, connect_timeout_s: float) -> LoadSession:
     try:
-        _, session = await asyncio.wait_for(
-            loop.create_connection(lambda: Session(stats, name, depth, timeout_ms), host, port),
-            connect_timeout_s)
-        await asyncio.wait_for(session.connected, connect_timeout_s)
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise BenchError(f"{name}: cannot connect to {host}:{port}: "
-                         f"{type(exc).__name__} {exc}") from exc
-    return session
+        return await open_session(
+            host, port, lambda: LoadSession(stats, name, depth, timeout_ms), connect_timeout_s)
+    except ConnectionFailed as exc:
+        raise BenchError(f"{name}: {exc}") from exc
 
 
-def _parse_hosts(hosts: str) -> list[tuple[str, int]]:
-    result = []
-    for item in hosts.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        host, _, port = item.rpartition(":")
-        result.append((host or "127.0.0.1", int(port)))
-    if not result:
-        raise ValueError("no host given")
-    return result
-
-
-def _check(err: int, what: str, allowed: tuple[int, ...] = ()) -> None:
-    if err and err not in allowed:
-        raise BenchError(f"setup: {what} failed with {_err_name(err)}")
-
-
-def _err_name(code: int) -> str:
-    try:
-        return Err(code).name
-    except ValueError:
-        return str(code)
-
-
-async def _setup(session: Session, base: str, nodes: int, value: bytes) -> None:
+async def _setup(session: LoadSession, base: str, nodes: int, value: bytes) -> None:
     """Create ``base`` (and /zkbench), the value nodes and the parent of the ephemerals."""
-    def create(path: str, data: bytes) -> asyncio.Future:
-        body = r.CreateRequest.encode(r.CreateRequest(path, data, _OPEN_ACL,
-                                                      CreateMode.PERSISTENT))
-        return session.call(OpCode.create, body)
+    def create(path: str, data: bytes):
+        return session.call_checked(OpCode.create, create_request(path, data),
+                                    f"setup: create {path}")
 
-    err, _ = await create("/zkbench", b"")
-    _check(err, "create /zkbench", (Err.NODEEXISTS,))
-    err, _ = await create(base, b"")
-    _check(err, f"create {base}")
-    futures = [create(f"{base}/n{i}", value) for i in range(nodes)]
-    futures.append(create(f"{base}/eph", b""))
-    for err, _ in await asyncio.gather(*futures):
-        _check(err, f"create under {base}")
+    try:
+        await session.call_checked(OpCode.create, create_request("/zkbench"),
+                                   "setup: create /zkbench", allowed=(Err.NODEEXISTS,))
+        await create(base, b"")
+        await asyncio.gather(*[create(f"{base}/n{i}", value) for i in range(nodes)],
+                             create(f"{base}/eph", b""))
+    except (RequestFailed, ConnectionFailed) as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def _build_ops(workload: str, base: str, nodes: int, value: bytes, get_ratio: float,
@@ -383,9 +214,8 @@ def _build_ops(workload: str, base: str, nodes: int, value: bytes, get_ratio: fl
     if workload == "set":
         return sets
     if workload == "create":
-        body = r.CreateRequest.encode(r.CreateRequest(f"{base}/eph/e-", value, _OPEN_ACL,
-                                                      CreateMode.EPHEMERAL_SEQUENTIAL))
-        return [(OpCode.create, body)]
+        return [(OpCode.create, create_request(f"{base}/eph/e-", value,
+                                               CreateMode.EPHEMERAL_SEQUENTIAL))]
     if workload == "mix":
         length = max(1000, nodes * 10)
         n_get = round(length * get_ratio)
@@ -402,30 +232,6 @@ def _build_ops(workload: str, base: str, nodes: int, value: bytes, get_ratio: fl
                 si += 1
         return ops
     raise ValueError(f"unknown workload {workload!r}")
-
-
-def _cpu_seconds_of(pid: int | None) -> float | None:
-    """utime + stime of a process and of the processes in its process group (the servers are
-    started as group leaders), all threads included; None if it cannot be read."""
-    if pid is None:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    found = False
-    try:
-        entries = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return None
-    for name in entries:
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-            if int(name) == pid or int(fields[2]) == pid:
-                total += int(fields[11]) + int(fields[12])
-                found = found or int(name) == pid
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / ticks if found else None
 
 
 SAMPLE_S = 0.05
@@ -454,24 +260,50 @@ def _timeline(samples: list[tuple[float, int]], start: float) -> tuple[list[floa
     return timeline, round(longest, 3)
 
 
-def _percentile(sorted_values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+async def _connect_sessions(stats: _Stats, addresses: list[tuple[str, int]], sessions: int,
+                            depth: int, timeout_ms: int, connect_timeout_s: float,
+                            connect_concurrency: int | None) -> list[LoadSession]:
+    """Open ``sessions`` sessions, round-robin over ``addresses``; all of them or none."""
+    # At most ``connect_concurrency`` handshakes at a time (None: all at once); ZooKeeper
+    # listens with a backlog of 50, and a dropped SYN costs a retransmission of 1 s or more.
+    limit = asyncio.Semaphore(connect_concurrency or sessions)
+
+    async def connect_one(i: int) -> LoadSession:
+        async with limit:
+            return await _connect(stats, *addresses[i % len(addresses)], f"session{i}", depth,
+                                  timeout_ms, connect_timeout_s)
+
+    clients = await asyncio.gather(*[connect_one(i) for i in range(sessions)],
+                                   return_exceptions=True)
+    failures = [c for c in clients if isinstance(c, BaseException)]
+    if failures:
+        await asyncio.gather(*[c.close(2.0) for c in clients if isinstance(c, LoadSession)])
+        raise BenchError(f"{len(failures)} of {sessions} sessions failed to connect: "
+                         f"{failures[0]}")
+    return clients
 
 
-def _latency_summary(values: list[float]) -> dict[str, float | None]:
-    values = sorted(values)
-    ms = 1000.0
-    summary: dict[str, float | None] = {}
-    for label, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
-        value = _percentile(values, p)
-        summary[label] = None if value is None else value * ms
-    summary["mean"] = (sum(values) / len(values) * ms) if values else None
-    summary["max"] = values[-1] * ms if values else None
-    return summary
+def _invalid_reasons(result: dict[str, Any], drain_timeout_s: float) -> list[str]:
+    """Why a run that happened does not count; empty for a valid run."""
+    reasons = []
+    if result["error_count"]:
+        reasons.append(f"{result['error_count']} error replies: {result['errors']}")
+    if result["order_violations"]:
+        reasons.append(f"{result['order_violations']} replies out of xid order")
+    if result["bad_replies"]:
+        reasons.append(f"{result['bad_replies']} of {result['verified_replies']} checked "
+                       f"replies were wrong, e.g. {result['first_bad_reply']}")
+    if result["unexpected_replies"]:
+        reasons.append(f"{result['unexpected_replies']} unexpected replies")
+    lost = result["lost_connections"]
+    if lost:
+        reasons.append(f"{len(lost)} connections lost: {lost[0]}")
+    if result["undrained_requests"]:
+        reasons.append(f"{result['undrained_requests']} requests unanswered "
+                       f"{drain_timeout_s:g} s after the window")
+    if result["ops"] == 0:
+        reasons.append("no operation completed in the window")
+    return reasons
 
 
 async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str = "get",
@@ -490,19 +322,18 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
     if sessions < 1 or depth < 1 or nodes < 1 or duration_s <= 0 or warmup_s < 0:
         raise ValueError("sessions, depth, nodes and duration must be positive")
     loop = asyncio.get_running_loop()
-    addresses = _parse_hosts(hosts)
+    addresses = parse_hosts(hosts)
     # The servers whose CPU use is measured (all members of an ensemble): summed, and per pid.
     pids = list(server_pids or []) + ([server_pid] if server_pid is not None else [])
     stats = _Stats()
-    value = bytes((i * 31 + 7) & 0xFF for i in range(value_bytes))
+    value = pattern_value(value_bytes)
     base = f"/zkbench/{uuid.uuid4().hex[:12]}"
     result: dict[str, Any] = {
         "benchmark": "loadgen", "hosts": hosts, "workload": workload, "sessions": sessions,
         "depth": depth, "value_bytes": value_bytes, "nodes": nodes,
         "get_ratio": get_ratio if workload == "mix" else None,
         "duration_s": duration_s, "warmup_s": warmup_s, "base_path": base,
-        "event_loop": "uvloop" if uvloop is not None and isinstance(
-            loop, uvloop.Loop) else type(loop).__name__,
+        "event_loop": event_loop_name(loop),
     }
 
     def say(message: str) -> None:
@@ -511,7 +342,7 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
 
     # Setup.
     host, port = addresses[0]
-    setup_session = await _connect(loop, stats, host, port, "setup", 1, session_timeout_ms,
+    setup_session = await _connect(stats, host, port, "setup", 1, session_timeout_ms,
                                    connect_timeout_s)
     try:
         await asyncio.wait_for(_setup(setup_session, base, nodes, value), setup_timeout_s)
@@ -523,23 +354,8 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
 
     # Sessions.
     connect_started = perf_counter()
-    # At most ``connect_concurrency`` handshakes at a time (None: all at once); ZooKeeper
-    # listens with a backlog of 50, and a dropped SYN costs a retransmission of 1 s or more.
-    limit = asyncio.Semaphore(connect_concurrency or sessions)
-
-    async def connect_one(i: int) -> Session:
-        async with limit:
-            return await _connect(loop, stats, *addresses[i % len(addresses)], f"session{i}",
-                                  depth, session_timeout_ms, connect_timeout_s)
-
-    clients = await asyncio.gather(*[connect_one(i) for i in range(sessions)],
-                                   return_exceptions=True)
-    failures = [c for c in clients if isinstance(c, BaseException)]
-    live = [c for c in clients if isinstance(c, Session)]
-    if failures:
-        await asyncio.gather(*[c.close(2.0) for c in live])
-        raise BenchError(f"{len(failures)} of {sessions} sessions failed to connect: "
-                         f"{failures[0]}")
+    clients = await _connect_sessions(stats, addresses, sessions, depth, session_timeout_ms,
+                                      connect_timeout_s, connect_concurrency)
     result["connect_s"] = perf_counter() - connect_started
     negotiated = min(c.timeout_ms for c in clients)
     result["session_timeout_ms"] = negotiated
@@ -582,7 +398,7 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
             await asyncio.sleep(warmup_s)
         say(f"measuring {duration_s:g} s")
         cpu_before = time.process_time()
-        server_cpu_before = [_cpu_seconds_of(pid) for pid in pids]
+        server_cpu_before = [cpu_seconds(pid) for pid in pids]
         stats.recording = True
         window_start = perf_counter()
         samples.append((window_start, 0))
@@ -590,7 +406,7 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
         stats.recording = False
         window_end = perf_counter()
         cpu_after = time.process_time()
-        server_cpu_after = [_cpu_seconds_of(pid) for pid in pids]
+        server_cpu_after = [cpu_seconds(pid) for pid in pids]
         stats.issuing = False
 
         # Drain what is outstanding.
@@ -615,28 +431,30 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
                   for before, after in zip(server_cpu_before, server_cpu_after)]
     all_latencies = [v for values in stats.latencies.values() for v in values]
     ops = len(all_latencies)
+    connections = [setup_session, *clients]
     result.update({
         "window_s": window,
         "ops": ops,
         "ops_per_s": ops / window if window > 0 else 0.0,
-        "latency_ms": _latency_summary(all_latencies),
+        "latency_ms": latency_summary_ms(all_latencies),
         "per_op": {
             _OP_NAMES.get(opcode, str(opcode)): {
                 "ops": len(values), "ops_per_s": len(values) / window,
-                "latency_ms": _latency_summary(values)}
+                "latency_ms": latency_summary_ms(values)}
             for opcode, values in sorted(stats.latencies.items())},
-        "errors": {_err_name(code): count for code, count in stats.errors.items()},
+        "errors": {error_name(code): count for code, count in stats.errors.items()},
         "error_count": sum(stats.errors.values()),
         "window_error_count": stats.window_errors,
-        "order_violations": stats.order_violations,
-        "unexpected_replies": stats.unexpected_replies,
+        "order_violations": sum(c.order_violations for c in connections),
+        "unexpected_replies": sum(c.unexpected_replies for c in connections),
         "verified_replies": stats.verified_replies,
         "bad_replies": stats.bad_replies,
-        "lost_connections": stats.lost_connections,
+        "first_bad_reply": stats.first_bad_reply,
+        "lost_connections": [c.lost_reason for c in connections if c.lost_reason],
         "undrained_requests": undrained,
-        "notifications": stats.notifications,
-        "pings_sent": stats.pings_sent,
-        "ping_replies": stats.ping_replies,
+        "notifications": sum(c.notifications for c in connections),
+        "pings_sent": sum(c.pings_sent for c in connections),
+        "ping_replies": sum(c.ping_replies for c in connections),
         "timeline_ops_per_s": timeline,
         "longest_stall_s": longest_stall,
         "client_cpu_util": (cpu_after - cpu_before) / window if window > 0 else None,
@@ -645,39 +463,10 @@ async def run_async(hosts: str, sessions: int = 1, depth: int = 1, workload: str
         "server_cpu_util_by_pid": dict(zip(map(str, pids), server_cpu)) if len(pids) > 1
         else None,
     })
-    reasons = []
-    if result["error_count"]:
-        reasons.append(f"{result['error_count']} error replies: {result['errors']}")
-    if stats.order_violations:
-        reasons.append(f"{stats.order_violations} replies out of xid order")
-    if stats.bad_replies:
-        reasons.append(f"{stats.bad_replies} of {stats.verified_replies} checked replies were "
-                       f"wrong, e.g. {stats.first_bad_reply}")
-    if stats.unexpected_replies:
-        reasons.append(f"{stats.unexpected_replies} unexpected replies")
-    if stats.lost_connections:
-        reasons.append(f"{len(stats.lost_connections)} connections lost: "
-                       f"{stats.lost_connections[0]}")
-    if undrained:
-        reasons.append(f"{undrained} requests unanswered {drain_timeout_s:g} s after the window")
-    if ops == 0:
-        reasons.append("no operation completed in the window")
+    reasons = _invalid_reasons(result, drain_timeout_s)
     result["valid"] = not reasons
     result["invalid_reasons"] = reasons
     return result
-
-
-def raise_fd_limit() -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: a run of thousands of sessions needs a
-    descriptor per session. Returns the (soft, hard) limits in force afterwards."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def run(hosts: str, timeout_s: float | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -698,9 +487,7 @@ def run(hosts: str, timeout_s: float | None = None, **kwargs: Any) -> dict[str, 
         except asyncio.TimeoutError as exc:
             raise BenchError(f"the run did not finish within {timeout:g} s") from exc
 
-    if uvloop is not None:
-        return uvloop.run(guarded())
-    return asyncio.run(guarded())
+    return run_event_loop(guarded())
 
 
 def format_text(result: dict[str, Any]) -> str:
@@ -733,7 +520,7 @@ def format_text(result: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m zkpy.bench.loadgen", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", required=True, help="host:port[,host:port...]; sessions are "
                         "spread over them round-robin")

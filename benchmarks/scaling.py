@@ -2,7 +2,7 @@
 million znodes (memory, snapshot, restart), mass watch notification, and curves over the znode,
 session and watch counts. Part of ``make bench`` (``BENCH_SCALING=0`` skips it); on its own:
 
-    python -m zkpy.bench.scaling          # writes bench-results/scaling.{json,md}, scaling_*.png
+    python -m benchmarks.scaling          # writes bench-results/scaling.{json,md}, scaling_*.png
 
 Every experiment starts a fresh standalone server (own data directory, the settings of
 ``tests.support.servers`` plus what is named below, the same for both kinds) and only that
@@ -13,7 +13,7 @@ first in odd ones). Server CPU is utime+stime of the server's process group
 The reference runs with ``-Xmx`` from ``BENCH_SCALING_ZK_HEAP`` (default 2g) instead of the
 test harness's 512m, which a million znodes would not fit in.
 
-1. **1000 sessions x depth 1** (``zkpy.bench.loadgen``), get and set of 100 B values (100
+1. **1000 sessions x depth 1** (``benchmarks.loadgen``), get and set of 100 B values (100
    nodes), ``BENCH_SCALING_WARMUP_S`` (2 s) + ``BENCH_SCALING_DURATION_S`` (5 s), a fresh
    server per run, ``BENCH_SCALING_REPEATS`` runs per server: median ops/s, p50, p99. The
    sessions connect at most ``BENCH_SCALING_CONNECT_CONCURRENCY`` (200) at a time.
@@ -83,7 +83,6 @@ about 10-12 minutes on a 2-core machine.
 from __future__ import annotations
 
 import asyncio
-import collections
 import gc
 import heapq
 import json
@@ -95,38 +94,38 @@ import re
 import shutil
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from jute import records as r
-from jute.constants import CreateMode, EventType, OpCode, Perms
-from zkpy.bench import loadgen
+from jute.constants import EventType, OpCode
+from tests.support.servers import KINDS, ServerProcess
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
+from benchmarks import loadgen
+from benchmarks.client import (
+    REPLY_HEADER_BYTES, Connection, ConnectionFailed, RequestFailed, connect_request,
+    create_body, create_request, create_tail, error_name, multi_body, multi_error,
+    open_session, pattern_value, raise_fd_limit, run_event_loop,
+)
+from benchmarks.procfs import cpu_seconds, rss_bytes
+from benchmarks.report import (
+    PLOT_COLORS, PLOT_LABELS, SHORT_NAMES, fmt, latency_summary_ms, median, pyplot, ratio,
+    render_table, short_error,
+)
+from benchmarks.servers import mntr, server_version, srvr
+from benchmarks.settings import env_float, env_ints, env_list, parse_shape
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("zookeeper", "zkpy")
 PARTS = ("sessions", "idle", "watches", "znodes")
-NAMES = {"zookeeper": "ZK", "zkpy": "zkpy"}
 perf_counter = time.perf_counter
 
-_LEN = struct.Struct(">i")
 _INT = struct.Struct(">i")
-_REQ = struct.Struct(">iii")
-_REPLY = struct.Struct(">iqi")
-_PING = _REQ.pack(8, -2, OpCode.ping)
-_OPEN_ACL = [r.ACL(Perms.ALL, r.Id("world", "anyone"))]
-_MULTI_END = r.MultiHeader.encode(r.MultiHeader(-1, True, -1))
-_MULTI_CREATE = r.MultiHeader.encode(r.MultiHeader(OpCode.create, False, -1))
-_MULTI_SET = r.MultiHeader.encode(r.MultiHeader(OpCode.setData, False, -1))
 CHILDREN_PER_PARENT = 1000
 SESSION_TIMEOUT_MS = 30_000
 LOAD_SNAPCOUNT = 10_000_000
@@ -139,57 +138,37 @@ class ScalingError(Exception):
     """An experiment could not be carried out."""
 
 
+# What makes one experiment fail and the others go on.
+EXPERIMENT_FAILURES = (ScalingError, ConnectionFailed, RequestFailed, loadgen.BenchError, OSError)
+
+
 # --- configuration ---------------------------------------------------------------------------
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-def _env_ints(name: str, default: tuple[int, ...], cap_name: str | None = None) -> list[int]:
-    value = os.environ.get(name)
-    values = [int(float(v)) for v in value.split(",") if v.strip()] if value else list(default)
-    if cap_name and os.environ.get(cap_name):
-        cap = int(float(os.environ[cap_name]))
-        values = [v for v in values if v <= cap] or [cap]
-    return sorted(set(values))
-
-
-def _env_list(name: str, default: tuple[str, ...]) -> list[str]:
-    value = os.environ.get(name)
-    return [v.strip() for v in value.split(",") if v.strip()] if value else list(default)
-
-
-def _parse_shape(text: str) -> tuple[int, int]:
-    sessions, _, depth = text.lower().partition("x")
-    return int(sessions), int(depth)
-
 
 def config_from_env(kinds: list[str] | None = None) -> dict[str, Any]:
     cfg = {
-        "kinds": _env_list("BENCH_SCALING_KINDS", tuple(kinds or _env_list("BENCH_KINDS", KINDS))),
-        "parts": _env_list("BENCH_SCALING_PARTS", PARTS),
-        "repeats": int(_env_float("BENCH_SCALING_REPEATS", 3)),
-        "big_sessions": int(_env_float("BENCH_SCALING_BIG_SESSIONS", 1000)),
-        "duration_s": _env_float("BENCH_SCALING_DURATION_S", 5.0),
-        "warmup_s": _env_float("BENCH_SCALING_WARMUP_S", 2.0),
-        "short_s": _env_float("BENCH_SCALING_SHORT_S", 2.0),
-        "short_warmup_s": _env_float("BENCH_SCALING_SHORT_WARMUP_S", 1.0),
-        "value_bytes": int(_env_float("BENCH_VALUE_BYTES", 100)),
-        "session_counts": _env_ints("BENCH_SCALING_SESSION_COUNTS", (10, 100, 1000, 10_000),
-                                    "BENCH_SCALING_MAX_SESSIONS"),
-        "idle_s": _env_float("BENCH_SCALING_IDLE_S", 20.0),
-        "idle_short_s": _env_float("BENCH_SCALING_IDLE_SHORT_S", 8.0),
-        "connect_concurrency": int(_env_float("BENCH_SCALING_CONNECT_CONCURRENCY", 200)),
-        "znode_counts": _env_ints("BENCH_SCALING_ZNODE_COUNTS", (1000, 10_000, 100_000, 1_000_000),
-                                  "BENCH_SCALING_MAX_ZNODES"),
-        "loader": _parse_shape(os.environ.get("BENCH_SCALING_LOADER") or "16x16"),
-        "multi_ops": int(_env_float("BENCH_SCALING_MULTI_OPS", 100)),
-        "snap_count": int(_env_float("BENCH_SCALING_SNAPCOUNT", 4000)),
-        "restart_timeout_s": _env_float("BENCH_SCALING_RESTART_TIMEOUT_S", 300.0),
-        "watch_counts": _env_ints("BENCH_SCALING_WATCH_COUNTS", (1000, 10_000, 100_000),
-                                  "BENCH_SCALING_MAX_WATCHES"),
-        "watch_sessions": int(_env_float("BENCH_SCALING_WATCH_SESSIONS", 100)),
+        "kinds": env_list("BENCH_SCALING_KINDS", tuple(kinds or env_list("BENCH_KINDS", KINDS))),
+        "parts": env_list("BENCH_SCALING_PARTS", PARTS),
+        "repeats": int(env_float("BENCH_SCALING_REPEATS", 3)),
+        "big_sessions": int(env_float("BENCH_SCALING_BIG_SESSIONS", 1000)),
+        "duration_s": env_float("BENCH_SCALING_DURATION_S", 5.0),
+        "warmup_s": env_float("BENCH_SCALING_WARMUP_S", 2.0),
+        "short_s": env_float("BENCH_SCALING_SHORT_S", 2.0),
+        "short_warmup_s": env_float("BENCH_SCALING_SHORT_WARMUP_S", 1.0),
+        "value_bytes": int(env_float("BENCH_VALUE_BYTES", 100)),
+        "session_counts": env_ints("BENCH_SCALING_SESSION_COUNTS", (10, 100, 1000, 10_000),
+                                   "BENCH_SCALING_MAX_SESSIONS"),
+        "idle_s": env_float("BENCH_SCALING_IDLE_S", 20.0),
+        "idle_short_s": env_float("BENCH_SCALING_IDLE_SHORT_S", 8.0),
+        "connect_concurrency": int(env_float("BENCH_SCALING_CONNECT_CONCURRENCY", 200)),
+        "znode_counts": env_ints("BENCH_SCALING_ZNODE_COUNTS", (1000, 10_000, 100_000, 1_000_000),
+                                 "BENCH_SCALING_MAX_ZNODES"),
+        "loader": parse_shape(os.environ.get("BENCH_SCALING_LOADER") or "16x16"),
+        "multi_ops": int(env_float("BENCH_SCALING_MULTI_OPS", 100)),
+        "snap_count": int(env_float("BENCH_SCALING_SNAPCOUNT", 4000)),
+        "restart_timeout_s": env_float("BENCH_SCALING_RESTART_TIMEOUT_S", 300.0),
+        "watch_counts": env_ints("BENCH_SCALING_WATCH_COUNTS", (1000, 10_000, 100_000),
+                                 "BENCH_SCALING_MAX_WATCHES"),
+        "watch_sessions": int(env_float("BENCH_SCALING_WATCH_SESSIONS", 100)),
         "zk_heap": os.environ.get("BENCH_SCALING_ZK_HEAP") or "2g",
     }
     for part in cfg["parts"]:
@@ -201,94 +180,22 @@ def config_from_env(kinds: list[str] | None = None) -> dict[str, Any]:
     return cfg
 
 
-def raise_fd_limit() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit (the servers started from here inherit it)."""
-    return loadgen.raise_fd_limit()
+# --- servers ---------------------------------------------------------------------------------
 
+class BenchServer(ServerProcess):
+    """A test-harness server whose reference JVM gets ``-Xmx<heap>`` instead of the harness's
+    512m, which a million znodes would not fit in."""
 
-# --- servers and /proc ---------------------------------------------------------------------
+    def __init__(self, kind: str, workdir: Path, settings: dict[str, str] | None,
+                 heap: str) -> None:
+        super().__init__(kind, workdir, settings)
+        self.heap = heap
 
-def _support():
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from tests.support import servers
-    return servers
-
-
-def make_server(kind: str, workdir: Path, settings: dict[str, str] | None, heap: str):
-    """A ``tests.support.servers.ServerProcess`` whose reference JVM gets ``-Xmx<heap>``."""
-    servers = _support()
-
-    class BenchServer(servers.ServerProcess):
-        def command(self, config_path: Path) -> list[str]:
-            cmd = super().command(config_path)
-            if self.kind == "zookeeper" and heap:
-                cmd = [f"-Xmx{heap}" if c.startswith("-Xmx") else c for c in cmd]
-            return cmd
-
-    return BenchServer(kind, workdir, settings)
-
-
-def four_letter_word(port: int, word: str, timeout_s: float = 5.0) -> str:
-    return _support().four_letter_word(port, word, timeout_s=timeout_s)
-
-
-def mntr(port: int) -> dict[str, str]:
-    out = {}
-    for line in four_letter_word(port, "mntr").splitlines():
-        key, _, value = line.partition("\t")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def srvr(port: int, timeout_s: float = 2.0) -> dict[str, Any]:
-    text = four_letter_word(port, "srvr", timeout_s)
-    info: dict[str, Any] = {"mode": None, "nodes": None}
-    for line in text.splitlines():
-        if line.startswith("Mode:"):
-            info["mode"] = line.split(":", 1)[1].strip()
-        elif line.startswith("Node count:"):
-            info["nodes"] = int(line.split(":", 1)[1])
-        elif "version" in line.lower():
-            info["version"] = line.split(":", 1)[1].strip()
-    return info
-
-
-def _group_pids(pid: int) -> list[int]:
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-            if int(name) == pid or int(fields[2]) == pid:
-                pids.append(int(name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
-
-
-def rss_bytes(pid: int | None) -> int | None:
-    """VmRSS of the process and the rest of its process group."""
-    if pid is None:
-        return None
-    total, found = 0, False
-    for member in _group_pids(pid):
-        try:
-            with open(f"/proc/{member}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        found = True
-                        break
-        except (OSError, ValueError):
-            continue
-    return total if found else None
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    return loadgen._cpu_seconds_of(pid)
+    def command(self, config_path: Path) -> list[str]:
+        cmd = super().command(config_path)
+        if self.kind == "zookeeper" and self.heap:
+            cmd = [f"-Xmx{self.heap}" if c.startswith("-Xmx") else c for c in cmd]
+        return cmd
 
 
 def _dir_bytes(path: Path) -> int:
@@ -335,232 +242,52 @@ class RssSampler:
         return int(statistics.median(self.samples)) if self.samples else None
 
 
-# --- a raw pipelined client ----------------------------------------------------------------
+# --- sessions --------------------------------------------------------------------------------
 
-class Client(asyncio.Protocol):
-    """One session on its own connection: pipelined calls, pings, notification counts."""
+class ScalingSession(Connection):
+    """A session that also times the watch notifications it receives."""
 
     def __init__(self, name: str, timeout_ms: int) -> None:
-        self.name = name
-        self.requested_timeout_ms = timeout_ms
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.connected: asyncio.Future | None = None
-        self.session_id = 0
-        self.timeout_ms = 0
-        self.next_xid = 1
-        self.pending: collections.deque = collections.deque()  # (xid, future)
-        self.lost = False
-        self.closing = False
-        self.lost_reason: str | None = None
-        self.order_violations = 0
-        self.unexpected = 0
-        self.notifications = 0
+        super().__init__(name, connect_request(timeout_ms))
         self.first_notification: float | None = None
         self.last_notification: float | None = None
-        self.expected_event: int | None = None
+        self.expected_event: int | None = None  # the WatcherEvent type every notification has
         self.bad_notifications = 0
-        self.ping_sent_at: float | None = None
-        self.rtt_sink: list[float] | None = None
-        self.pings = 0
-        self.ping_replies = 0
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
-        self.connected = asyncio.get_running_loop().create_future()
-        loadgen.send_handshake(transport, loadgen.new_session_request(self.requested_timeout_ms))
-
-    def connection_lost(self, exc) -> None:
-        self.lost = True
-        if not self.closing and self.lost_reason is None:
-            self.lost_reason = f"{self.name}: {exc or 'closed by the server'}"
-        if self.connected is not None and not self.connected.done():
-            self.connected.set_exception(ScalingError(
-                f"{self.name}: connection closed during the handshake ({exc or 'by the server'})"))
-        while self.pending:
-            future = self.pending.popleft()[1]
-            if not future.done():
-                future.set_exception(ScalingError(f"{self.name}: connection lost"))
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
-        size, off = len(buf), 0
-        now = perf_counter()
-        pending = self.pending
-        while size - off >= 4:
-            end = off + 4 + _LEN.unpack_from(buf, off)[0]
-            if end > size:
-                break
-            if not self.connected.done():
-                self._connect_reply(buf[off + 4:end])
-                off = end
-                continue
-            xid, _zxid, err = _REPLY.unpack_from(buf, off + 4)
-            if xid >= 0:
-                if pending:
-                    sent_xid, future = pending.popleft()
-                    if sent_xid != xid:
-                        self.order_violations += 1
-                    if not future.done():
-                        future.set_result((err, buf[off + 20:end]))
-                else:
-                    self.unexpected += 1
-            elif xid == -1:
-                self.notifications += 1
-                if self.first_notification is None:
-                    self.first_notification = now
-                self.last_notification = now
-                if (self.expected_event is not None
-                        and _INT.unpack_from(buf, off + 20)[0] != self.expected_event):
-                    self.bad_notifications += 1
-            elif xid == -2:
-                self.ping_replies += 1
-                if self.ping_sent_at is not None:
-                    if self.rtt_sink is not None:
-                        self.rtt_sink.append(now - self.ping_sent_at)
-                    self.ping_sent_at = None
-            else:
-                self.unexpected += 1
-            off = end
-        self.buf = buf[off:] if off < size else b""
-
-    def _connect_reply(self, payload: bytes) -> None:
-        try:
-            response, _ = r.ConnectResponse.decode_from(payload, 0)
-        except Exception as exc:  # noqa: BLE001
-            self.connected.set_exception(ScalingError(f"{self.name}: bad ConnectResponse: {exc}"))
-            return
-        if response.timeout_ms <= 0:
-            self.connected.set_exception(ScalingError(f"{self.name}: session rejected"))
-            return
-        self.session_id = response.session_id
-        self.timeout_ms = response.timeout_ms
-        self.connected.set_result(response)
-
-    def call(self, opcode: int, body: bytes = b"") -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        if self.lost:
-            future.set_exception(ScalingError(f"{self.name}: connection lost"))
-            return future
-        xid = self.next_xid
-        self.next_xid += 1
-        self.pending.append((xid, future))
-        self.transport.write(_REQ.pack(len(body) + 8, xid, opcode) + body)
-        return future
-
-    def ping(self) -> None:
-        if self.lost or self.closing:
-            return
-        self.pings += 1
-        if self.ping_sent_at is None:
-            self.ping_sent_at = perf_counter()
-        self.transport.write(_PING)
-
-    async def close(self, timeout_s: float = 5.0) -> None:
-        if self.lost or self.transport is None:
-            return
-        self.closing = True
-        try:
-            await asyncio.wait_for(self.call(OpCode.closeSession), timeout_s)
-        except (asyncio.TimeoutError, ScalingError):
-            pass
-        finally:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+    def notification(self, payload: bytes, now: float) -> None:
+        if self.first_notification is None:
+            self.first_notification = now
+        self.last_notification = now
+        if (self.expected_event is not None
+                and _INT.unpack_from(payload, REPLY_HEADER_BYTES)[0] != self.expected_event):
+            self.bad_notifications += 1
 
 
 async def connect(host: str, port: int, name: str, timeout_ms: int = SESSION_TIMEOUT_MS,
-                  connect_timeout_s: float = 30.0) -> Client:
-    loop = asyncio.get_running_loop()
-    try:
-        _, client = await asyncio.wait_for(
-            loop.create_connection(lambda: Client(name, timeout_ms), host, port),
-            connect_timeout_s)
-        await asyncio.wait_for(client.connected, connect_timeout_s)
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise ScalingError(f"{name}: cannot connect to {host}:{port}: "
-                           f"{type(exc).__name__} {exc}") from exc
-    return client
-
-
-def _run_async(coro):
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
-def _err_name(code: int) -> str:
-    return loadgen._err_name(code)
-
-
-async def _checked(future: asyncio.Future, what: str) -> bytes:
-    err, body = await future
-    if err:
-        raise ScalingError(f"{what} failed with {_err_name(err)}")
-    return body
-
-
-def _multi_failed(body: bytes) -> str | None:
-    """None if the first result of a multi reply is not an error, else the error name."""
-    if len(body) < 9:
-        return "short multi reply"
-    op_type = _INT.unpack_from(body, 0)[0]
-    if op_type == -1:
-        return _err_name(_INT.unpack_from(body, 5)[0])
-    return None
-
-
-# --- request encoding ------------------------------------------------------------------------
-
-def _ustring(text: str) -> bytes:
-    raw = text.encode()
-    return _INT.pack(len(raw)) + raw
-
-
-def _create_tail(value: bytes, mode: int = CreateMode.PERSISTENT) -> bytes:
-    acl = _INT.pack(1) + _INT.pack(Perms.ALL) + _ustring("world") + _ustring("anyone")
-    return _INT.pack(len(value)) + value + acl + _INT.pack(mode)
-
-
-def create_body(path: str, tail: bytes) -> bytes:
-    return _ustring(path) + tail
-
-
-def multi_body(parts: list[bytes], header: bytes) -> bytes:
-    return b"".join(header + part for part in parts) + _MULTI_END
-
-
-def _self_check() -> None:
-    value = b"v" * 7
-    expected = r.CreateRequest.encode(r.CreateRequest("/a/b", value, _OPEN_ACL,
-                                                      CreateMode.PERSISTENT))
-    if create_body("/a/b", _create_tail(value)) != expected:
-        raise AssertionError("hand-encoded CreateRequest differs from jute's")
+                  connect_timeout_s: float = 30.0) -> ScalingSession:
+    return await open_session(host, port, lambda: ScalingSession(name, timeout_ms),
+                              connect_timeout_s)
 
 
 def znode_path(index: int) -> str:
     return f"/scale/b{index // CHILDREN_PER_PARENT}/n{index % CHILDREN_PER_PARENT}"
 
 
-async def _run_batches(clients: list[Client], depth: int, bodies, opcode: int,
+async def _run_batches(clients: list[ScalingSession], depth: int, bodies, opcode: int,
                        what: str) -> int:
     """Send the request bodies from the iterator ``bodies`` over ``clients`` with ``depth``
     outstanding on each; every reply must succeed (multis: every op)."""
     iterator = iter(bodies)
     done = 0
 
-    async def worker(client: Client) -> None:
+    async def worker(client: ScalingSession) -> None:
         nonlocal done
         for body in iterator:
             err, reply = await client.call(opcode, body)
             if err:
-                raise ScalingError(f"{what}: {_err_name(err)}")
+                raise ScalingError(f"{what}: {error_name(err)}")
             if opcode == OpCode.multi:
-                failed = _multi_failed(reply)
+                failed = multi_error(reply)
                 if failed:
                     raise ScalingError(f"{what}: multi failed with {failed}")
             done += 1
@@ -576,23 +303,23 @@ async def load_znodes(host: str, port: int, start: int, end: int, value: bytes,
     clients = await asyncio.gather(*[connect(host, port, f"loader{i}") for i in range(sessions)])
     try:
         if start == 0:
-            await _checked(clients[0].call(OpCode.create, create_body("/scale", _create_tail(b""))),
-                           "create /scale")
+            await clients[0].call_checked(OpCode.create, create_request("/scale"),
+                                          "create /scale")
         first_parent = math.ceil(start / CHILDREN_PER_PARENT)
         last_parent = (end - 1) // CHILDREN_PER_PARENT
-        parent_tail = _create_tail(b"")
+        parent_tail = create_tail(b"")
         parents = [create_body(f"/scale/b{p}", parent_tail)
                    for p in range(first_parent, last_parent + 1)]
         started = perf_counter()
-        await _run_batches(clients, depth, (multi_body(parents[i:i + multi_ops], _MULTI_CREATE)
+        await _run_batches(clients, depth, (multi_body(parents[i:i + multi_ops], OpCode.create)
                                             for i in range(0, len(parents), multi_ops)),
                            OpCode.multi, "creating parents")
-        tail = _create_tail(value)
+        tail = create_tail(value)
 
         def batches():
             for i in range(start, end, multi_ops):
                 yield multi_body([create_body(znode_path(j), tail)
-                                  for j in range(i, min(end, i + multi_ops))], _MULTI_CREATE)
+                                  for j in range(i, min(end, i + multi_ops))], OpCode.create)
 
         multis = await _run_batches(clients, depth, batches(), OpCode.multi, "creating znodes")
         elapsed = perf_counter() - started
@@ -601,16 +328,6 @@ async def load_znodes(host: str, port: int, start: int, end: int, value: bytes,
     created = end - start
     return {"created": created, "parents": len(parents), "multis": multis, "seconds": elapsed,
             "creates_per_s": created / elapsed if elapsed > 0 else None}
-
-
-# --- statistics helpers ----------------------------------------------------------------------
-
-def _lat_ms(values: list[float]) -> dict[str, Any]:
-    values = sorted(values)
-    if not values:
-        return {"count": 0, "p50": None, "p99": None, "max": None}
-    return {"count": len(values), "p50": loadgen._percentile(values, 50) * 1000,
-            "p99": loadgen._percentile(values, 99) * 1000, "max": values[-1] * 1000}
 
 
 def _mb(value: int | None) -> float | None:
@@ -635,7 +352,7 @@ class Runner:
 
     def start(self, kind: str, label: str, settings: dict[str, str] | None = None):
         workdir = Path(tempfile.mkdtemp(prefix=f"{kind}-{label}-", dir=self.tmp_root))
-        server = make_server(kind, workdir, settings, self.cfg["zk_heap"])
+        server = BenchServer(kind, workdir, settings, self.cfg["zk_heap"])
         started = time.monotonic()
         try:
             server.start(timeout_s=60.0)
@@ -644,10 +361,7 @@ class Runner:
             raise ScalingError(f"{kind} did not start: {exc}"[:3000]) from exc
         server.start_s = time.monotonic() - started
         if self.versions.get(kind) is None:
-            try:
-                self.versions[kind] = srvr(server.port).get("version")
-            except OSError:
-                pass
+            self.versions[kind] = server_version(server.port)
         return server
 
     @staticmethod
@@ -701,7 +415,7 @@ def run_sessions(run: Runner) -> list[dict[str, Any]]:
                             f"{result['client_cpu_util'] * 100:.0f}%)"
                             + ("" if result["valid"] else
                                "  INVALID: " + "; ".join(result["invalid_reasons"])[:300]))
-                except (ScalingError, loadgen.BenchError) as exc:
+                except EXPERIMENT_FAILURES as exc:
                     record = _failure(kind, exc, server)
                     record.update(workload=workload, repeat=repeat)
                     run.say(f"{label}: FAILED: {short_error(record['error'])}")
@@ -717,7 +431,7 @@ def run_sessions(run: Runner) -> list[dict[str, Any]]:
 async def _idle_async(port: int, pid: int, count: int, idle_s: float, concurrency: int,
                       say: Callable[[str], None]) -> dict[str, Any]:
     rng = random.Random(count)
-    clients: list[Client] = []
+    clients: list[ScalingSession] = []
     schedule: list[tuple[float, int]] = []
     interval = [SESSION_TIMEOUT_MS / 3000.0]
     semaphore = asyncio.Semaphore(concurrency)
@@ -732,7 +446,7 @@ async def _idle_async(port: int, pid: int, count: int, idle_s: float, concurrenc
                     client = await connect("127.0.0.1", port, f"idle{i}", SESSION_TIMEOUT_MS,
                                            60.0)
                     break
-                except ScalingError as exc:
+                except ConnectionFailed as exc:
                     if attempt == CONNECT_ATTEMPTS - 1:
                         failures.append(str(exc))
                         return
@@ -769,8 +483,8 @@ async def _idle_async(port: int, pid: int, count: int, idle_s: float, concurrenc
         await asyncio.sleep(2.0)
         rtts: list[float] = []
         for client in clients:
-            client.rtt_sink = rtts
-        pings_before = sum(c.pings for c in clients)
+            client.ping_rtts = rtts
+        pings_before = sum(c.pings_sent for c in clients)
         cpu0, gen0, t0 = cpu_seconds(pid), time.process_time(), perf_counter()
         samples = []
         while perf_counter() - t0 < idle_s:
@@ -780,7 +494,7 @@ async def _idle_async(port: int, pid: int, count: int, idle_s: float, concurrenc
                 samples.append(value)
         window = perf_counter() - t0
         cpu1, gen1 = cpu_seconds(pid), time.process_time()
-        pings = sum(c.pings for c in clients) - pings_before
+        pings = sum(c.pings_sent for c in clients) - pings_before
         alive = sum(1 for c in clients if not c.lost)
         try:
             stats = mntr(port)
@@ -797,7 +511,7 @@ async def _idle_async(port: int, pid: int, count: int, idle_s: float, concurrenc
         "connect_s": connect_s, "sessions_per_s": count / connect_s if connect_s else None,
         "window_s": window, "negotiated_timeout_ms": clients[0].timeout_ms if clients else None,
         "ping_interval_s": interval[0], "pings_in_window": pings,
-        "ping_rtt_ms": _lat_ms(rtts),
+        "ping_rtt_ms": latency_summary_ms(rtts),
         "server_cpu_util": (cpu1 - cpu0) / window if None not in (cpu0, cpu1) else None,
         "generator_cpu_util": (gen1 - gen0) / window,
         "rss_before": rss_before, "rss_idle": rss_idle,
@@ -832,7 +546,7 @@ def run_idle(run: Runner) -> list[dict[str, Any]]:
             server = None
             try:
                 server = run.start(kind, f"idle{count}")
-                record = _run_async(_idle_async(server.port, server.process.pid, count, idle_s,
+                record = run_event_loop(_idle_async(server.port, server.process.pid, count, idle_s,
                                                 cfg["connect_concurrency"], run.say))
                 record["kind"] = kind
                 if server.process.poll() is not None:
@@ -849,7 +563,7 @@ def run_idle(run: Runner) -> list[dict[str, Any]]:
                         f"{record['generator_cpu_util'] * 100:.0f}%"
                         + ("" if record["status"] == "ok" else
                            "  INVALID: " + "; ".join(record["invalid_reasons"])[:300]))
-            except (ScalingError, OSError) as exc:
+            except EXPERIMENT_FAILURES as exc:
                 record = _failure(kind, exc, server)
                 record["sessions"] = count
                 run.say(f"{label}: FAILED: {short_error(record['error'])}")
@@ -888,13 +602,12 @@ async def _watches_async(port: int, pid: int, counts: list[int], sessions: int, 
             parent = f"/w{total}"
             record: dict[str, Any] = {"watches": watches, "sessions": sessions,
                                       "children": children}
-            tail = _create_tail(value)
-            await _checked(setup.call(OpCode.create, create_body(parent, _create_tail(b""))),
-                           f"create {parent}")
+            tail = create_tail(value)
+            await setup.call_checked(OpCode.create, create_request(parent), f"create {parent}")
             paths = [f"{parent}/c{i}" for i in range(children)]
             await _run_batches([setup], 8, (multi_body([create_body(p, tail)
                                                         for p in paths[i:i + 100]],
-                                                       _MULTI_CREATE)
+                                                       OpCode.create)
                                             for i in range(0, children, 100)),
                                OpCode.multi, f"creating children of {parent}")
             gc.collect()
@@ -920,15 +633,15 @@ async def _watches_async(port: int, pid: int, counts: list[int], sessions: int, 
                 w.bad_notifications = 0
             new_value = bytes(reversed(value)) or b"x"
             body = multi_body([r.SetDataRequest.encode(r.SetDataRequest(p, new_value, -1))
-                               for p in paths], _MULTI_SET)
+                               for p in paths], OpCode.setData)
             cpu0, gen0 = cpu_seconds(pid), time.process_time()
             t0 = perf_counter()
             reply_future = trigger.call(OpCode.multi, body)
             err, reply = await reply_future
             t_reply = perf_counter()
-            if err or _multi_failed(reply):
+            if err or multi_error(reply):
                 raise ScalingError(f"the setData multi on {parent} failed: "
-                                   f"{_err_name(err) if err else _multi_failed(reply)}")
+                                   f"{error_name(err) if err else multi_error(reply)}")
             deadline = perf_counter() + 120.0
             while (sum(w.notifications for w in watchers) < watches
                    and perf_counter() < deadline
@@ -988,20 +701,20 @@ async def _watches_async(port: int, pid: int, counts: list[int], sessions: int, 
 def run_watches(run: Runner) -> list[dict[str, Any]]:
     cfg = run.cfg
     records = []
-    value = bytes((i * 31 + 7) & 0xFF for i in range(cfg["value_bytes"]))
+    value = pattern_value(cfg["value_bytes"])
     for kind in run.order():
         run.say(f"{kind:9} watches {', '.join(f'{c:,}' for c in cfg['watch_counts'])}: "
                 "starting")
         server = None
         try:
             server = run.start(kind, "watches")
-            results = _run_async(_watches_async(server.port, server.process.pid,
+            results = run_event_loop(_watches_async(server.port, server.process.pid,
                                                 cfg["watch_counts"], cfg["watch_sessions"],
                                                 value, run.say))
             for result in results:
                 result["kind"] = kind
             records.extend(results)
-        except (ScalingError, OSError) as exc:
+        except EXPERIMENT_FAILURES as exc:
             record = _failure(kind, exc, server)
             run.say(f"{kind:9} watches: FAILED: {short_error(record['error'])}")
             records.append(record)
@@ -1107,7 +820,6 @@ def jvm_heap_after_full_gc(pid: int) -> dict[str, Any]:
     jcmd = Path(os.path.realpath(java)).with_name("jcmd") if java else None
     if jcmd is None or not jcmd.exists():
         return {"error": "jcmd not found"}
-    import subprocess
     try:
         subprocess.run([str(jcmd), str(pid), "GC.run"], capture_output=True, timeout=60,
                        check=True)
@@ -1135,20 +847,20 @@ async def _snapshot_async(server, nodes: int, snap_count: int, value: bytes,
 
     warm = [True]  # no pause between gets while the server warms up after its restart
 
-    async def probe(client: Client) -> None:
+    async def probe(client: ScalingSession) -> None:
         while not stop.is_set():
             body = r.GetDataRequest.encode(r.GetDataRequest(
                 znode_path(rng.randrange(node_count)), False))
             wall, t = time.time(), perf_counter()
             try:
                 err, _ = await client.call(OpCode.getData, body)
-            except ScalingError as exc:
+            except ConnectionFailed as exc:
                 errors.append(str(exc))
                 return
             if not warm[0]:
                 samples.append((wall, perf_counter() - t))
             if err:
-                errors.append(_err_name(err))
+                errors.append(error_name(err))
             await asyncio.sleep(0 if warm[0] else 0.002)
 
     cnt_before = int(mntr(port).get("zk_cnt_snapshottime", "0"))
@@ -1210,8 +922,9 @@ async def _snapshot_async(server, nodes: int, snap_count: int, value: bytes,
     during = [lat for wall, lat in samples if wall <= end and wall + lat >= start]
     writes_only = [lat for wall, lat in samples
                    if wall >= trigger_start and wall + lat <= min(trigger_end, start)]
-    record.update(get_baseline_ms=_lat_ms(baseline), get_during_snapshot_ms=_lat_ms(during),
-                  get_during_writes_before_snapshot_ms=_lat_ms(writes_only),
+    record.update(get_baseline_ms=latency_summary_ms(baseline),
+                  get_during_snapshot_ms=latency_summary_ms(during),
+                  get_during_writes_before_snapshot_ms=latency_summary_ms(writes_only),
                   get_max_overall_ms=max((lat for _, lat in samples), default=0) * 1000,
                   probe_errors=errors[:5], probe_error_count=len(errors))
     record["status"] = "invalid" if errors else "ok"
@@ -1221,7 +934,7 @@ async def _snapshot_async(server, nodes: int, snap_count: int, value: bytes,
 def run_znodes(run: Runner) -> list[dict[str, Any]]:
     cfg = run.cfg
     counts = cfg["znode_counts"]
-    value = bytes((i * 31 + 7) & 0xFF for i in range(cfg["value_bytes"]))
+    value = pattern_value(cfg["value_bytes"])
     records = []
     for kind in run.order():
         record: dict[str, Any] = {"kind": kind, "steps": [], "status": "ok"}
@@ -1235,18 +948,18 @@ def run_znodes(run: Runner) -> list[dict[str, Any]]:
             async def create_trigger_node() -> None:
                 client = await connect("127.0.0.1", server.port, "setup")
                 try:
-                    await _checked(client.call(OpCode.create, create_body(
-                        "/snaptrigger", _create_tail(b""))), "create /snaptrigger")
+                    await client.call_checked(OpCode.create, create_request("/snaptrigger"),
+                                              "create /snaptrigger")
                 finally:
                     await client.close()
 
-            _run_async(create_trigger_node())
+            run_event_loop(create_trigger_node())
             loaded = 0
             for count in counts:
                 step: dict[str, Any] = {"znodes": count}
                 record["steps"].append(step)
                 cpu0 = cpu_seconds(pid)
-                load = _run_async(load_znodes("127.0.0.1", server.port, loaded, count, value,
+                load = run_event_loop(load_znodes("127.0.0.1", server.port, loaded, count, value,
                                               cfg["loader"], cfg["multi_ops"]))
                 cpu1 = cpu_seconds(pid)
                 loaded = count
@@ -1304,13 +1017,14 @@ def run_znodes(run: Runner) -> list[dict[str, Any]]:
                     + (f"; {rs['recovery_log'][-1][:160]}" if rs.get("recovery_log") else ""))
 
             run.say(f"{kind:9} {loaded:,} znodes: snapshot with gets probing")
-            snap = _run_async(_snapshot_async(server, loaded, cfg["snap_count"], value, run.say))
+            snap = run_event_loop(_snapshot_async(server, loaded, cfg["snap_count"], value,
+                                                  run.say))
             record["snapshot"] = snap
             base, during = snap["get_baseline_ms"], snap["get_during_snapshot_ms"]
             run.say(f"{kind:9} {loaded:,} znodes: snapshot {snap['snapshot_s']:.2f} s; gets during "
-                    f"it p99 {_fmt(during['p99'], '.1f')} ms max {_fmt(during['max'], '.1f')} ms "
-                    f"({during['count']} gets), before it p99 {_fmt(base['p99'], '.2f')} ms max "
-                    f"{_fmt(base['max'], '.1f')} ms")
+                    f"it p99 {fmt(during['p99'], '.1f')} ms max {fmt(during['max'], '.1f')} ms "
+                    f"({during['count']} gets), before it p99 {fmt(base['p99'], '.2f')} ms max "
+                    f"{fmt(base['max'], '.1f')} ms")
             record["data_dir_bytes_snapshot"] = _dir_bytes(server.data_dir)
 
             run.say(f"{kind:9} {loaded:,} znodes: restart (from the snapshot)")
@@ -1319,7 +1033,7 @@ def run_znodes(run: Runner) -> list[dict[str, Any]]:
             run.say(f"{kind:9} {loaded:,} znodes: stopped in {rs['stop_s']:.1f} s, serving all "
                     f"znodes {rs['start_s']:.1f} s after launch; RSS {_mb(rs['rss_after']):.0f} MB"
                     + (f"; {rs['recovery_log'][-1][:160]}" if rs.get("recovery_log") else ""))
-        except (ScalingError, OSError, loadgen.BenchError) as exc:
+        except EXPERIMENT_FAILURES as exc:
             failure = _failure(kind, exc, server)
             record.update(status="failed", error=failure["error"],
                           server_log_tail=failure.get("server_log_tail"))
@@ -1347,7 +1061,6 @@ def run(out: Path, kinds: list[str] | None = None, say: Callable[[str], None] | 
     if say is None:
         def say(message: str) -> None:
             print(f"[scaling {time.monotonic() - started:6.1f}s] {message}", flush=True)
-    _self_check()
     limits = raise_fd_limit()
     state = state if state is not None else {}
     state.update(config={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
@@ -1376,7 +1089,6 @@ def run(out: Path, kinds: list[str] | None = None, say: Callable[[str], None] | 
             try:
                 state[part] = function(runner)
             except Exception as exc:  # noqa: BLE001 - a bug in one part must not lose the rest
-                import traceback
                 state[f"{part}_error"] = traceback.format_exc()[-3000:]
                 say(f"{part}: the experiment itself failed: {type(exc).__name__}: {exc}")
     finally:
@@ -1396,15 +1108,6 @@ def finish(state: dict[str, Any], out: Path) -> None:
 
 # --- summaries -------------------------------------------------------------------------------
 
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def summarize(state: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if state.get("sessions") is not None:
@@ -1417,12 +1120,12 @@ def summarize(state: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
                 valid = [x["result"] for x in mine if x.get("status") == "ok"]
                 row[kind] = {
                     "runs": len(mine), "valid_runs": len(valid),
-                    "ops_per_s": _median([v["ops_per_s"] for v in valid]),
-                    "p50_ms": _median([v["latency_ms"]["p50"] for v in valid]),
-                    "p99_ms": _median([v["latency_ms"]["p99"] for v in valid]),
-                    "server_cpu_util": _median([v["server_cpu_util"] for v in valid]),
-                    "client_cpu_util": _median([v["client_cpu_util"] for v in valid]),
-                    "connect_s": _median([v["connect_s"] for v in valid]),
+                    "ops_per_s": median([v["ops_per_s"] for v in valid]),
+                    "p50_ms": median([v["latency_ms"]["p50"] for v in valid]),
+                    "p99_ms": median([v["latency_ms"]["p99"] for v in valid]),
+                    "server_cpu_util": median([v["server_cpu_util"] for v in valid]),
+                    "client_cpu_util": median([v["client_cpu_util"] for v in valid]),
+                    "connect_s": median([v["connect_s"] for v in valid]),
                     "error": next((x.get("error") or "; ".join(
                         x.get("result", {}).get("invalid_reasons", []))
                         for x in mine if x.get("status") != "ok"), None),
@@ -1480,7 +1183,7 @@ def summarize(state: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
 
 def _add_ratios(row: dict[str, Any], kinds: list[str], keys: tuple[str, ...]) -> None:
     if "zookeeper" in kinds and "zkpy" in kinds:
-        row["ratio"] = {key: _ratio(row["zkpy"].get(key), row["zookeeper"].get(key))
+        row["ratio"] = {key: ratio(row["zkpy"].get(key), row["zookeeper"].get(key))
                         for key in keys}
 
 
@@ -1547,7 +1250,7 @@ def _big_cell(record: dict[str, Any] | None) -> dict[str, Any]:
         "znodes": record.get("znodes"),
         "rss_empty_mb": _mb(record.get("rss_empty")),
         "rss_loaded_mb": _mb(last.get("rss")),
-        "load_creates_per_s": _median([s.get("load", {}).get("creates_per_s") for s in steps
+        "load_creates_per_s": median([s.get("load", {}).get("creates_per_s") for s in steps
                                        if s.get("load", {}).get("created", 0) >= 10_000]),
         "data_dir_mb": _mb(record.get("data_dir_bytes_snapshot")),
         "jvm_heap_used_mb": _mb((record.get("jvm_heap") or {}).get("used_after_full_gc")),
@@ -1573,41 +1276,12 @@ def _big_cell(record: dict[str, Any] | None) -> dict[str, Any]:
 
 # --- tables ----------------------------------------------------------------------------------
 
-def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
-
-
-def _render(headers: list[str], body: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---" if i == 0 or i == len(headers) - 1 else "---:"
-                                for i in range(len(headers))) + "|"]
-        return lines + ["| " + " | ".join(c) + " |" for c in body]
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
-              for i, h in enumerate(headers)]
-
-    def row(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return [row(headers), row(["-" * w for w in widths])] + [row(c) for c in body]
-
-
-def short_error(text: str | None, limit: int = 300) -> str:
-    """The first line of an error and, if different, its last non-empty line."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    summary = lines[0] if len(lines) == 1 or lines[-1] == lines[0] else \
-        f"{lines[0]} ... {lines[-1]}"
-    return summary[:limit]
-
-
 def _cell_note(kind: str, cell: dict[str, Any]) -> str | None:
     status = cell.get("status")
     if status in (None, "ok"):
         return None
     reasons = cell.get("invalid_reasons") or ([cell["error"]] if cell.get("error") else [])
-    return f"{NAMES.get(kind, kind)} {status}" + (
+    return f"{SHORT_NAMES.get(kind, kind)} {status}" + (
         f": {short_error('; '.join(r or '' for r in reasons), 200)}" if reasons else "")
 
 
@@ -1618,7 +1292,7 @@ def _metric_table(rows: list[dict[str, Any]], kinds: list[str], first: tuple[str
     key0, header0 = first
     headers = [header0]
     for kind in kinds:
-        headers += [f"{NAMES.get(kind, kind)} {h}" for _, h, _, _ in metrics]
+        headers += [f"{SHORT_NAMES.get(kind, kind)} {h}" for _, h, _, _ in metrics]
     both = "zookeeper" in kinds and "zkpy" in kinds
     if both:
         headers += [f"zkpy/ZK {h}" for _, h, _, _ in metrics]
@@ -1632,19 +1306,19 @@ def _metric_table(rows: list[dict[str, Any]], kinds: list[str], first: tuple[str
             cell = row.get(kind, {})
             for key, _, spec, scale in metrics:
                 value = cell.get(key)
-                cells.append(_fmt(value * scale if value is not None else None, spec,
+                cells.append(fmt(value * scale if value is not None else None, spec,
                                   "FAILED" if cell.get("status") == "failed" else "-"))
             note = _cell_note(kind, cell)
             if note:
                 row_notes.append(note)
         if both:
             for key, _, _, _ in metrics:
-                cells.append(_fmt(row.get("ratio", {}).get(key), ".2f"))
+                cells.append(fmt(row.get("ratio", {}).get(key), ".2f"))
         if notes:
             row_notes += notes(row)
         cells.append("; ".join(row_notes))
         body.append(cells)
-    return _render(headers, body, markdown)
+    return render_table(headers, body, markdown)
 
 
 def table_lines(summary: dict[str, Any], kinds: list[str], markdown: bool) -> dict[str, list[str]]:
@@ -1655,11 +1329,11 @@ def table_lines(summary: dict[str, Any], kinds: list[str], markdown: bool) -> di
             for kind in kinds:
                 c = row[kind]
                 if c.get("server_cpu_util") is not None:
-                    out.append(f"{NAMES[kind]} server CPU {c['server_cpu_util'] * 100:.0f}%, "
+                    out.append(f"{SHORT_NAMES[kind]} server CPU {c['server_cpu_util'] * 100:.0f}%, "
                                f"gen CPU {c['client_cpu_util'] * 100:.0f}%, connect "
                                f"{c['connect_s']:.1f} s")
                 if c.get("valid_runs", 0) < c.get("runs", 0):
-                    out.append(f"{NAMES[kind]}: {c['valid_runs']}/{c['runs']} valid: "
+                    out.append(f"{SHORT_NAMES[kind]}: {c['valid_runs']}/{c['runs']} valid: "
                                f"{short_error(c.get('error'), 200)}")
             return out
         tables["sessions"] = _metric_table(
@@ -1672,11 +1346,11 @@ def table_lines(summary: dict[str, Any], kinds: list[str], markdown: bool) -> di
             for kind in kinds:
                 c = row[kind]
                 if c.get("connect_s") is not None:
-                    out.append(f"{NAMES[kind]} connect {c['connect_s']:.1f} s, "
+                    out.append(f"{SHORT_NAMES[kind]} connect {c['connect_s']:.1f} s, "
                                f"{c['alive']:,} alive, gen CPU "
                                f"{c['generator_cpu_util'] * 100:.0f}%")
                 if c.get("connect_retries"):
-                    out.append(f"{NAMES[kind]}: {c['connect_retries']} handshakes failed and "
+                    out.append(f"{SHORT_NAMES[kind]}: {c['connect_retries']} handshakes failed and "
                                f"were retried, e.g. {short_error(c['connect_error'], 150)}")
             return out
         tables["idle"] = _metric_table(
@@ -1699,10 +1373,10 @@ def table_lines(summary: dict[str, Any], kinds: list[str], markdown: bool) -> di
                 c = row[kind]
                 for workload in ("get", "set"):
                     if c.get(f"{workload}_status") not in (None, "ok"):
-                        out.append(f"{NAMES[kind]} {workload} {c[f'{workload}_status']}")
+                        out.append(f"{SHORT_NAMES[kind]} {workload} {c[f'{workload}_status']}")
                     if (c.get(f"{workload}_stall_s") or 0) >= 0.5:
-                        out.append(f"{NAMES[kind]} {workload}: a {c[f'{workload}_stall_s']:.1f} s"
-                                   " stall")
+                        out.append(f"{SHORT_NAMES[kind]} {workload}: a "
+                                   f"{c[f'{workload}_stall_s']:.1f} s stall")
             return out
         tables["znodes"] = _metric_table(
             summary["znodes"], kinds, ("znodes", "znodes"),
@@ -1731,8 +1405,8 @@ def table_lines(summary: dict[str, Any], kinds: list[str], markdown: bool) -> di
             ("restart_snapshot_stop_s", "stop before the 2nd restart, s", ".1f"),
             ("data_dir_mb", "data directory after the snapshot, MB", ".0f"),
         ]
-        headers = [f"{_fmt(max((big[k].get('znodes') or 0) for k in kinds), ',')} znodes"]
-        headers += [NAMES.get(k, k) for k in kinds]
+        headers = [f"{fmt(max((big[k].get('znodes') or 0) for k in kinds), ',')} znodes"]
+        headers += [SHORT_NAMES.get(k, k) for k in kinds]
         both = "zookeeper" in kinds and "zkpy" in kinds
         if both:
             headers.append("zkpy/ZK")
@@ -1744,23 +1418,23 @@ def table_lines(summary: dict[str, Any], kinds: list[str], markdown: bool) -> di
                 if key.startswith("jvm_") and kind != "zookeeper":
                     cells.append("n/a")
                     continue
-                cells.append(_fmt(big[kind].get(key), spec,
+                cells.append(fmt(big[kind].get(key), spec,
                                   "FAILED" if big[kind].get("status") == "failed" else "-"))
             if both:
-                cells.append(_fmt(_ratio(big["zkpy"].get(key), big["zookeeper"].get(key)),
+                cells.append(fmt(ratio(big["zkpy"].get(key), big["zookeeper"].get(key)),
                                   ".2f"))
             cells.append("")
             body.append(cells)
         for kind in kinds:
             if big[kind].get("error"):
-                body[0][-1] = (body[0][-1] + f" {NAMES[kind]} FAILED: "
+                body[0][-1] = (body[0][-1] + f" {SHORT_NAMES[kind]} FAILED: "
                                f"{short_error(big[kind]['error'], 300)}").strip()
-        tables["big"] = _render(headers, body, markdown)
+        tables["big"] = render_table(headers, body, markdown)
     return tables
 
 
 TABLE_TITLES = {
-    "sessions": "Many sessions: {n} sessions x depth 1 (zkpy.bench.loadgen)",
+    "sessions": "Many sessions: {n} sessions x depth 1 (benchmarks.loadgen)",
     "idle": "Idle sessions pinging: server CPU and RSS",
     "watches": "Watches firing on one change (one multi of setData)",
     "znodes": "Znode count: RSS and 32x16 throughput",
@@ -1777,17 +1451,17 @@ def markdown_lines(state: dict[str, Any]) -> list[str]:
     tables = table_lines(summary, kinds, markdown=True)
     load_before = state.get("loadavg_before") or [None]
     load_after = state.get("loadavg_after") or [None]
-    lines = ["## Scaling (zkpy.bench.scaling)", "",
+    lines = ["## Scaling (benchmarks.scaling)", "",
              f"- {state.get('date')}; servers: "
              + ", ".join(f"{k} {v or '(did not start)'}"
                          for k, v in (state.get("versions") or {}).items()),
-             f"- load average before {_fmt(load_before[0], '.2f')}, after "
-             f"{_fmt(load_after[0], '.2f')}; {_fmt(state.get('elapsed_s'), '.0f')} s; "
+             f"- load average before {fmt(load_before[0], '.2f')}, after "
+             f"{fmt(load_after[0], '.2f')}; {fmt(state.get('elapsed_s'), '.0f')} s; "
              f"RLIMIT_NOFILE {state.get('fd_limit')}; reference JVM -Xmx{cfg.get('zk_heap')}",
              "- every experiment on a fresh standalone server (own data dir, the same settings "
              "for both), kinds alternating; CPU as a share of one core (2-core machine); ratios "
              "are zkpy / ZooKeeper (above 1: zkpy higher). See the module docstring of "
-             "zkpy/bench/scaling.py for exactly what is measured.", ""]
+             "benchmarks/scaling.py for exactly what is measured.", ""]
     for key, title in TABLE_TITLES.items():
         if key not in tables:
             continue
@@ -1858,13 +1532,9 @@ def text_lines(state: dict[str, Any]) -> list[str]:
 
 def plot(summary: dict[str, Any], kinds: list[str], out: Path) -> list[str]:
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return []
-    colors = {"zookeeper": "#4C72B0", "zkpy": "#DD8452"}
-    labels = {"zookeeper": "ZooKeeper 3.8", "zkpy": "zkpy"}
     written = []
 
     def curve(ax, rows, xkey, ykey, scale=1.0):
@@ -1876,7 +1546,8 @@ def plot(summary: dict[str, Any], kinds: list[str], out: Path) -> list[str]:
                     xs.append(row[xkey])
                     ys.append(value * scale)
             if xs:
-                ax.plot(xs, ys, marker="o", color=colors.get(kind), label=labels.get(kind, kind))
+                ax.plot(xs, ys, marker="o", color=PLOT_COLORS.get(kind),
+                        label=PLOT_LABELS.get(kind, kind))
         ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)

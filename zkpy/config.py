@@ -80,6 +80,8 @@ class ServerConfig(NamedTuple):
     admin_enable_server: bool = True
     admin_server_port: int = 8080
     admin_server_address: str = "0.0.0.0"
+    admin_port_unification: bool = False  # admin.portUnification: HTTP and HTTPS on one port
+    admin_force_https: bool = False       # admin.forceHttps: HTTPS only (wins over the above)
     metrics_provider_class: str | None = None
     metrics_http_port: int = 7000
     metrics_http_host: str = "0.0.0.0"
@@ -97,6 +99,9 @@ class ServerConfig(NamedTuple):
     tls: TlsConfig | None = None
     # TLS between ensemble members (sslQuorum=true, ssl.quorum.* keys): mutual, both ways.
     quorum_tls: TlsConfig | None = None
+    # The AdminServer's HTTPS (admin.portUnification or admin.forceHttps): the ssl.quorum.*
+    # key and trust stores, as ZooKeeper 3.8's JettyAdminServer reads them.
+    admin_tls: TlsConfig | None = None
     auth: AuthConfig = AuthConfig()
 
     @property
@@ -155,6 +160,8 @@ _PROPERTY_KEYS = {
     "zookeeper.admin.enableServer": "admin.enableServer",
     "zookeeper.admin.serverPort": "admin.serverPort",
     "zookeeper.admin.serverAddress": "admin.serverAddress",
+    "zookeeper.admin.portUnification": "admin.portUnification",
+    "zookeeper.admin.forceHttps": "admin.forceHttps",
     "readonlymode.enabled": "readonlymode.enabled",
     "zookeeper.globalOutstandingLimit": "globalOutstandingLimit",
     "zkpy.maxWatchesPerSession": "zkpy.maxWatchesPerSession",
@@ -263,6 +270,9 @@ def build_config(settings: dict[str, str], properties: dict[str, str] | None = N
     fields.update(_security(settings, props, fields.get("secure_client_port")))
     if _bool("sslQuorum", settings.get("sslQuorum", props.get("zookeeper.sslQuorum", "false"))):
         fields["quorum_tls"] = _quorum_tls(props)
+    if fields.get("admin_enable_server", True) and (
+            fields.get("admin_port_unification") or fields.get("admin_force_https")):
+        fields["admin_tls"] = _admin_tls(props)
     config = ServerConfig(**fields, servers=tuple(sorted(servers)), ignored=tuple(ignored),
                           keys_as_properties=tuple(as_properties),
                           system_properties=tuple(sorted(props.items())))
@@ -318,6 +328,8 @@ _HANDLERS = {
     "admin.enableServer": lambda k, v: ("admin_enable_server", _bool(k, v)),
     "admin.serverPort": lambda k, v: ("admin_server_port", _port(k, v)),
     "admin.serverAddress": lambda k, v: ("admin_server_address", v),
+    "admin.portUnification": lambda k, v: ("admin_port_unification", _bool(k, v)),
+    "admin.forceHttps": lambda k, v: ("admin_force_https", _bool(k, v)),
     "metricsProvider.className": lambda k, v: ("metrics_provider_class", _provider(k, v)),
     "metricsProvider.httpPort": lambda k, v: ("metrics_http_port", _port(k, v)),
     "metricsProvider.httpHost": lambda k, v: ("metrics_http_host", v),
@@ -467,6 +479,45 @@ def _quorum_tls(props: dict[str, str]) -> TlsConfig:
     except ConfigError as error:
         raise ConfigError(str(error).replace("ssl.", "ssl.quorum.", 1)
                           .replace("secureClientPort", "sslQuorum")) from None
+
+
+# Jetty 9.4's default cipher suites on JDK 17, which ZooKeeper 3.8's AdminServer keeps (it sets
+# no suites of its own): the JDK's defaults without Jetty's exclusions (*_SHA, TLS_RSA_*, ...).
+ADMIN_CIPHERSUITES = (
+    "TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
+    "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+)
+_STORE_SETTINGS = ("location", "password", "passwordPath", "type")
+
+
+def _admin_tls(props: dict[str, str]) -> TlsConfig:
+    """The AdminServer's HTTPS as ZooKeeper 3.8's JettyAdminServer sets it up: the key and
+    trust stores of ssl.quorum.* (QuorumX509Util's properties), both required (without either
+    ZooKeeper starts no AdminServer; zkpy refuses the configuration instead of running without
+    the AdminServer asked for), no client certificate asked for, and Jetty's defaults for the
+    rest (TLS 1.2 and 1.3, the suites above): 3.8 reads no other ssl.quorum setting for it."""
+    view = {f"zookeeper.ssl.{store}.{setting}": props[f"zookeeper.ssl.quorum.{store}.{setting}"]
+            for store in ("keyStore", "trustStore") for setting in _STORE_SETTINGS
+            if f"zookeeper.ssl.quorum.{store}.{setting}" in props}
+    for store in ("keyStore", "trustStore"):
+        if not view.get(f"zookeeper.ssl.{store}.location"):
+            raise ConfigError(f"ssl.quorum.{store}.location: admin.portUnification and "
+                              "admin.forceHttps serve HTTPS with the ssl.quorum key and trust "
+                              "stores, and need both")
+    view.update({"zookeeper.ssl.clientAuth": "none",
+                 "zookeeper.ssl.enabledProtocols": "TLSv1.2,TLSv1.3",
+                 "zookeeper.ssl.ciphersuites": ",".join(ADMIN_CIPHERSUITES)})
+    try:
+        return _tls(view)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("ssl.", "ssl.quorum.", 1)) from None
 
 
 def _security(settings: dict[str, str], props: dict[str, str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -92,9 +93,70 @@ def test_metrics_have_zookeepers_names_and_follow_the_server(server_factory):
         assert sample(found, "fsynctime", "_count") >= 1
         assert sample(found, "fsynctime", "_sum") > 0
         assert sample(found, "fsynctime", "", {"quantile": "0.5"}) > 0
+        # The txns in those syncs (6 creates, the parents' and the session's).
+        assert found["sync_processor_batch_size"].type == "summary"
+        assert sample(found, "sync_processor_batch_size", "_sum") >= 7
+        assert sample(found, "sync_processor_batch_size", "_count") == sample(
+            found, "fsynctime", "_count")
     finally:
         client.stop()
         client.close()
+
+
+def wait_for(condition, timeout_s: float = 20.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_mntr_reports_the_snapshots_and_log_syncs_the_server_does(server_factory):
+    """The summaries move when the work happens: a standalone server with snapCount=50 takes
+    snapshots during 200 writes (its forked child writes them), and syncs the log for each."""
+    server = server_factory("zkpy", settings={"snapCount": "50"})
+    before = mntr(server.port)
+    assert before["zk_cnt_snapshottime"] == "0"
+    client = KazooClient(server.connect_string, timeout=10)
+    client.start(timeout=10)
+    try:
+        for index in range(200):
+            client.create(f"/snap/n{index}", b"x" * 10, makepath=True)
+    finally:
+        client.stop()
+        client.close()
+
+    def rows_once_a_snapshot_is_reported():
+        rows = mntr(server.port)
+        return rows if int(rows["zk_cnt_snapshottime"]) >= 1 else None
+
+    after = wait_for(rows_once_a_snapshot_is_reported)
+    assert after, "no snapshot reported after 200 writes with snapCount=50"
+    snapshots = int(after["zk_cnt_snapshottime"])
+    assert 1 <= snapshots <= 4  # one per 50 txns, fewer when one is still being written
+    # The snapshots counted are the ones the server took and logged.
+    assert wait_for(lambda: server.log_path.read_text().count("snapshot taken")
+                    == int(mntr(server.port)["zk_cnt_snapshottime"]))
+    assert int(after["zk_sum_snapshottime"]) >= 1  # milliseconds: a fork, a file and an fsync
+    assert float(after["zk_avg_snapshottime"]) > 0
+    assert int(after["zk_min_snapshottime"]) <= int(after["zk_max_snapshottime"])
+    # Every write was synced: at least one batch, at most one per txn (the session's create,
+    # the 200 creates and the parent's, and the session's close).
+    syncs = int(after["zk_cnt_fsynctime"]) - int(before["zk_cnt_fsynctime"])
+    logged = (int(after["zk_sum_sync_processor_batch_size"])
+              - int(before["zk_sum_sync_processor_batch_size"]))
+    assert logged >= 202
+    assert 1 <= syncs <= logged
+    assert int(after["zk_cnt_sync_processor_batch_size"]) == int(after["zk_cnt_fsynctime"])
+    assert float(after["zk_avg_fsynctime"]) > 0
+    assert int(after["zk_max_sync_processor_batch_size"]) >= 1
+    # srst starts them over, as ZooKeeper's resets its metrics.
+    assert four_letter_word(server.port, "srst") == "Server stats reset.\n"
+    reset = mntr(server.port)
+    for name in ("fsynctime", "snapshottime", "sync_processor_batch_size"):
+        assert reset[f"zk_cnt_{name}"] == "0", name
+        assert reset[f"zk_sum_{name}"] == "0", name
 
 
 def test_metrics_endpoint_serves_only_metrics(server_factory):

@@ -16,6 +16,7 @@ import time
 from jute import OpCode
 
 from zkpy.protocol.connection import CLOSED
+from zkpy.runtime.server_metrics import ServerMetrics
 
 VERSION = "3.8.0-zkpy, built on 2026-11-26 00:00 UTC"
 
@@ -133,40 +134,73 @@ def cons(server) -> str:
     return "".join(_client_line(server, h, True) for h in server.connections.values()) + "\n"
 
 
-def mntr(server) -> str:
-    """The keys zkpy can fill, with ZooKeeper's names and in its order (no others)."""
+def state_values(server) -> list[tuple[str, object]]:
+    """The server's state as mntr reports it: ZooKeeper's names without the ``zk_`` prefix,
+    typed values (floats are ZooKeeper's doubles), in ZooKeeper's order. These are the gauges
+    of the Prometheus endpoint."""
     core = server.core
     tree = core.tree
     stats = core.stats
     ephemerals = sum(len(p) for p in tree.ephemerals.values())
-    rows = [
-        ("zk_version", VERSION),
-        ("zk_server_state", _mode(server)),
-        ("zk_ephemerals_count", ephemerals),
-        ("zk_num_alive_connections", len(server.connections)),
-        ("zk_avg_latency", _java_double(_avg_latency(stats))),
-        ("zk_outstanding_requests", core.outstanding_requests()),
-        ("zk_znode_count", _znode_count(tree)),
-        ("zk_global_sessions", len(core.sessions.sessions)),
-        ("zk_packets_sent", stats.packets_sent),
-        ("zk_packets_received", stats.packets_received),
-        ("zk_watch_count", core.watches.watch_count()),
-        ("zk_min_latency", stats.latency_min_ms),
-        ("zk_max_file_descriptor_count", _max_fds()),
-        ("zk_approximate_data_size", tree.approximate_data_bytes()),
-        ("zk_open_file_descriptor_count", _open_fds()),
-        ("zk_local_sessions", 0),
-        ("zk_uptime", server.uptime_ms()),
-        ("zk_max_latency", stats.latency_max_ms),
-        ("zk_throttled_ops", core.stats.watch_limit_rejections),
-        ("zk_large_requests_rejected", server.large_requests_rejected),
-        ("zk_connection_rejected", server.connections_rejected),
-        ("zk_request_throttle_wait_count", server.throttle_count),
-        ("zk_cnt_snapshottime", server.snapshot_count),
-        ("zk_sum_sync_processor_batch_size", server.txn_count),  # txns written to the log
+    return [
+        ("version", VERSION),
+        ("server_state", _mode(server)),
+        ("ephemerals_count", ephemerals),
+        ("num_alive_connections", len(server.connections)),
+        ("avg_latency", round(_avg_latency(stats), 4)),
+        ("outstanding_requests", core.outstanding_requests()),
+        ("znode_count", _znode_count(tree)),
+        ("global_sessions", len(core.sessions.sessions)),
+        ("packets_sent", stats.packets_sent),
+        ("packets_received", stats.packets_received),
+        ("watch_count", core.watches.watch_count()),
+        ("min_latency", stats.latency_min_ms),
+        ("max_file_descriptor_count", _max_fds()),
+        ("approximate_data_size", tree.approximate_data_bytes()),
+        ("open_file_descriptor_count", _open_fds()),
+        ("local_sessions", 0),
+        ("uptime", server.uptime_ms()),
+        ("max_latency", stats.latency_max_ms),
+        ("throttled_ops", core.stats.watch_limit_rejections),
+        ("large_requests_rejected", server.large_requests_rejected),
+        ("connection_rejected", server.connections_rejected),
+        ("request_throttle_wait_count", server.throttle_count),
     ]
-    rows.extend(server.ensemble_rows())
-    return "".join(f"{key}\t{value}\n" for key, value in rows)
+
+
+def summary_values(metrics: ServerMetrics) -> list[tuple[str, object]]:
+    """The measured work's summaries flattened as ZooKeeper's mntr flattens its
+    AvgMinMaxCounters: avg (a double to four places), then min, max, cnt and sum as Java longs
+    (whole milliseconds for times, rounded)."""
+    rows: list[tuple[str, object]] = []
+    for name, summary in metrics.summaries():
+        values = summary.read()
+        rows += [(f"avg_{name}", round(values.average(), 4)),
+                 (f"min_{name}", round(values.minimum)),
+                 (f"max_{name}", round(values.maximum)),
+                 (f"cnt_{name}", values.count),
+                 (f"sum_{name}", round(values.total))]
+    return rows
+
+
+def ensemble_values(server) -> list[tuple[str, object]]:
+    """An ensemble member's own rows (none when standalone), without the prefix."""
+    return [(key.removeprefix("zk_"), value) for key, value in server.ensemble_rows()]
+
+
+def monitor_values(server) -> list[tuple[str, object]]:
+    """Every mntr row, typed: what the AdminServer's monitor command answers and mntr prints."""
+    return (state_values(server) + summary_values(server.metrics)
+            + ensemble_values(server))
+
+
+def _mntr_text(value) -> str:
+    return _java_double(value) if isinstance(value, float) else str(value)
+
+
+def mntr(server) -> str:
+    """The keys zkpy can fill, with ZooKeeper's names and in its order (no others)."""
+    return "".join(f"zk_{name}\t{_mntr_text(value)}\n" for name, value in monitor_values(server))
 
 
 def _open_fds() -> int:
@@ -366,7 +400,9 @@ def crst(server) -> str:
 
 
 def srst(server) -> str:
+    # ServerStats.reset, which resets ZooKeeper's metrics too (mntr's summaries start over).
     server.core.stats.reset()
+    server.metrics.reset()
     return "Server stats reset.\n"
 
 

@@ -25,7 +25,8 @@ from zkpy.core import CoreSettings, ServerCore
 from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
 from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
-from zkpy.runtime.admin import start_http_endpoints
+from zkpy.runtime.admin import start_monitoring
+from zkpy.runtime.server_metrics import ServerMetrics
 from zkpy.storage.recovery import restore
 from zkpy.storage import snapfile
 from zkpy.storage.fuzzy import FuzzySnapshot
@@ -152,6 +153,8 @@ class Server:
             log.warning("auth provider class zkpy does not have; ignored", provider=provider)
         data_dir = Path(config.data_log_dir or config.data_dir)
         self.txn_log = TxnLog(data_dir / "zkpy-db")
+        self.metrics = ServerMetrics()
+        self.txn_log.on_synced = self.metrics.log_synced
         start_ms = now_ms()
         settings = CoreSettings(
             tick_ms=config.tick_ms,
@@ -203,7 +206,7 @@ class Server:
         self._stopping = asyncio.Event()
         # The AdminServer and metrics endpoint come up first, as in ZooKeeper: if one cannot
         # bind, the server stops before it ever serves (exit code 4).
-        self._http = await start_http_endpoints(self)
+        self._http = await start_monitoring(self)
         if self.serves_plaintext():
             self._listener = await loop.create_server(
                 lambda: ClientHandler(self, next(self._ids)),
@@ -492,6 +495,7 @@ class Server:
                 self._snapshot_write = loop.run_in_executor(
                     None, self._write_snapshot, start_zxid, chunks, count, sessions, now_ms())
             meta = await asyncio.shield(self._snapshot_write)
+            self.metrics.snapshot_time_ms.observe((time.monotonic() - started) * 1000.0)
             self.snapshot_count += 1
             self._snapshot_written(meta)
             tuning.settle()

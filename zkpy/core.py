@@ -100,13 +100,14 @@ class CoreSettings:
 
     def __init__(self, tick_ms=2000, min_session_timeout_ms=None, max_session_timeout_ms=None,
                  server_id=0, extended_types_enabled=False, session_secret=b"zkpy",
-                 super_digest=None, max_watches_per_session=1_000_000) -> None:
+                 super_digest=None, max_watches_per_session=1_000_000,
+                 reconfig_enabled=False) -> None:
         self.tick_ms = tick_ms
         self.min_session_timeout_ms = min_session_timeout_ms or 2 * tick_ms
         self.max_session_timeout_ms = max_session_timeout_ms or 20 * tick_ms
         self.server_id = server_id
         self.prep = PrepSettings(extended_types_enabled=extended_types_enabled,
-                                 super_digest=super_digest)
+                                 super_digest=super_digest, reconfig_enabled=reconfig_enabled)
         self.session_secret = session_secret
         self.super_digest = super_digest
         self.max_watches_per_session = max_watches_per_session
@@ -597,6 +598,14 @@ class ServerCore:
             self.stats.record_latency(max(0, now_ms - request.received_ms))
 
     # -- durability and apply -----------------------------------------------------------------
+
+    def plan_reconfigs_with(self, planner) -> None:
+        """The leader's reconfig planner (None: not leading, reconfig requests are refused)."""
+        self.prep.settings.reconfig_planner = planner
+
+    def has_outputs(self) -> bool:
+        """Whether txns wait for the log, or (as a follower) requests for the leader."""
+        return bool(self._log_batch or self.forwards)
 
     def take_log_batch(self) -> list[tuple[r.TxnHeader, object]]:
         """Txns prepared since the last call, in zxid order, for the log (or ZAB)."""

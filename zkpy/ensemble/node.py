@@ -12,7 +12,8 @@ from __future__ import annotations
 import structlog
 
 from zkpy.core import FOLLOWER, LEADER, READ_ONLY, ServerCore
-from zkpy.ensemble.storage import Storage, decode_snapshot, encode_snapshot
+from zkpy.ensemble.storage import Storage
+from zkpy.storage.records import decode_snapshot, encode_snapshot
 from jute import Err, OpCode
 from zkpy.pipeline.request import KeeperError
 from zkpy.zab import messages as m
@@ -101,8 +102,7 @@ class EnsembleNode:
         return outgoing
 
     def _core_has_output(self) -> bool:
-        core = self.core
-        return bool(core._log_batch or core.forwards)
+        return self.core.has_outputs()
 
     def _carry_out(self, ready, now_ms: int) -> list:
         storage = self.storage
@@ -263,8 +263,9 @@ class EnsembleNode:
         log.info("tree reloaded from storage", peer=self.server_id, zxid=hex(tree.last_zxid))
 
     def _install_snapshot(self, snap: m.SyncSnap, now_ms: int) -> None:
-        self.storage.install_snapshot(snap.zxid, snap.payload)
+        # Decoded once: the storage makes this tree durable before the core starts changing it.
         tree, sessions = decode_snapshot(snap.payload, snap.zxid)
+        self.storage.install_snapshot(snap.zxid, tree, sessions)
         core = self.core
         core.reload_tree(tree)
         core.sessions.sessions.clear()
@@ -291,4 +292,4 @@ class EnsembleNode:
         if role in (LEADER, FOLLOWER):
             self._stamp_initial_membership(peer.current_epoch)
         self.core.become(role, now_ms, epoch=peer.epoch if role == LEADER else 0)
-        self.core.prep.settings.reconfig_planner = self.plan_reconfig if role == LEADER else None
+        self.core.plan_reconfigs_with(self.plan_reconfig if role == LEADER else None)

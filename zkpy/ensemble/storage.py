@@ -5,7 +5,8 @@ Contract (the node relies on it):
 * ``append`` writes txns in zxid order; they are durable once the owner reports it to the node
   (``EnsembleNode.log_durable``), never before the storage has synced them;
 * ``truncate_after`` drops every txn with a larger zxid, durably, before it returns;
-* ``install_snapshot`` replaces the whole state (tree and log) by a snapshot, durably;
+* ``install_snapshot`` replaces the whole state (tree and log) by a snapshot (the tree and
+  sessions a leader sent), durably, before it returns: the caller changes that tree afterwards;
 * ``read_txns(after, upto)`` returns the logged txns in (after, upto], in order;
 * ``load_snapshot`` returns the newest snapshot's tree, sessions and zxid (an empty tree and
   zxid 0 when there is none); the log after it is read with ``read_txns``.
@@ -15,9 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-# The SNAP payload codec lives with the other snapshot records, below the storage layer that
-# stores it; the node imports it from here with the Storage contract.
-from zkpy.storage.records import decode_snapshot, encode_snapshot  # noqa: F401
+from zkpy.storage.records import decode_snapshot, encode_snapshot
 from zkpy.tree.datatree import DataTree
 
 
@@ -25,7 +24,7 @@ class Storage(Protocol):
     def persist_epochs(self, accepted_epoch: int, current_epoch: int) -> None: ...
     def append(self, batch: list) -> None: ...
     def truncate_after(self, zxid: int) -> None: ...
-    def install_snapshot(self, zxid: int, payload: bytes) -> None: ...
+    def install_snapshot(self, zxid: int, tree: DataTree, sessions: list) -> None: ...
     def read_txns(self, after: int, upto: int) -> list: ...
     def load_snapshot(self) -> tuple[DataTree, list, int]: ...
 
@@ -68,8 +67,9 @@ class MemoryStorage:
         self.sync()
         self.log = [entry for entry in self.log if entry[0].zxid <= zxid]
 
-    def install_snapshot(self, zxid: int, payload: bytes) -> None:
-        self.snapshot = (zxid, payload)
+    def install_snapshot(self, zxid: int, tree: DataTree, sessions: list) -> None:
+        # Kept as bytes, as a disk would: the caller goes on changing the tree object.
+        self.snapshot = (zxid, encode_snapshot(tree, sessions))
         self.log = []
         self.unsynced = []
 

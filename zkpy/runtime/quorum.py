@@ -22,7 +22,6 @@ from zkpy.protocol.connection import Connect
 from zkpy.runtime import tls
 from zkpy.runtime.peers import LinkSet
 from zkpy.runtime.server import ClientHandler, Server, now_ms
-from zkpy.sessions.tracker import SessionTracker
 from zkpy.storage.rocks_storage import RocksStorage
 from zkpy.zab import messages as m
 from zkpy.zab.membership import Membership, format_membership, parse_membership
@@ -57,18 +56,13 @@ class QuorumServer(Server):
             # As ZooKeeper: the client address may come from the member's own server line.
             config = config._replace(client_port=spec.client_port,
                                      client_port_address=spec.client_host or config.client_port_address)
-        super().__init__(config)
+        super().__init__(config, server_id=my_id, session_secret=ENSEMBLE_SESSION_SECRET)
         self.my_id = my_id
         self.own_spec = spec  # where we listen, whatever a reconfig says later
         self.members = members
         self.voters = frozenset(sid for sid, spec in members.items() if spec.role == "participant")
         self.observers = frozenset(members) - self.voters
         self.membership = Membership({s.server_id: s for s in config.servers}, 0)
-        core = self.core
-        core.settings.server_id = self.my_id
-        core.settings.prep.reconfig_enabled = config.reconfig_enabled
-        core.settings.session_secret = ENSEMBLE_SESSION_SECRET
-        core.sessions = SessionTracker(config.tick_ms, self.my_id, now_ms())
         self.storage = RocksStorage(self.txn_log)
         self.node: EnsembleNode | None = None
         self.quorum_links: LinkSet | None = None
@@ -150,11 +144,8 @@ class QuorumServer(Server):
         await self.quorum_links.start(me.host, me.quorum_port)
         await self.election_links.start(me.host, me.election_port)
         self._route(self.node.process(now_ms()))
-        self._tasks_extra = [asyncio.create_task(self._peer_ticker())]
 
     def _stop_ensemble(self) -> None:
-        for task in getattr(self, "_tasks_extra", ()):
-            task.cancel()
         for links in (self.quorum_links, self.election_links):
             if links is not None:
                 links.stop()
@@ -269,9 +260,6 @@ class QuorumServer(Server):
                 self._route(self.node.reap_containers(time_ms))
             self._schedule_flush()
 
-    async def _ticker(self) -> None:
-        # Session expiry runs in the node's tick (leaders only); nothing to do here.
-        await asyncio.Event().wait()
-
-    async def _reaper(self) -> None:
-        await asyncio.Event().wait()
+    def _periodic_work(self) -> list:
+        # Session expiry and container reaping run in the node's tick, on the leader only.
+        return [self._peer_ticker()]

@@ -140,7 +140,11 @@ class ClientHandler(asyncio.Protocol):
 class Server:
     """A standalone zkpy server: one core, one log, one listening socket."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, server_id: int = 0,
+                 session_secret: bytes | None = None) -> None:
+        """``server_id`` (0 standalone) goes into session ids; ``session_secret`` derives the
+        session passwords (None: this data directory's own random secret). An ensemble member
+        gives both, and reconfig is taken from the config only then."""
         self.config = config
         # TLS and SASL first: a store or JAAS file that cannot be used stops the server before it
         # opens anything (TlsError, SaslSetupError), as ZooKeeper does not start either.
@@ -161,9 +165,11 @@ class Server:
             min_session_timeout_ms=config.min_session_timeout,
             max_session_timeout_ms=config.max_session_timeout,
             extended_types_enabled=config.extended_types_enabled,
-            session_secret=self.txn_log.secret(),
+            server_id=server_id,
+            session_secret=session_secret or self.txn_log.secret(),
             super_digest=config.super_digest,
             max_watches_per_session=config.max_watches_per_session,
+            reconfig_enabled=bool(server_id) and config.reconfig_enabled,
         )
         self.core = ServerCore(settings, start_ms)
         self.core.sasl = sasl_authenticator
@@ -224,7 +230,7 @@ class Server:
         log.info("serving", address=self.config.client_port_address,
                  port=self.config.client_port if self.serves_plaintext() else None,
                  zxid=hex(self.core.tree.last_zxid), mode=self.mode())
-        self._tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._reaper())]
+        self._tasks = [asyncio.create_task(work) for work in self._periodic_work()]
         if self.config.purge_interval_hours > 0:
             self._tasks.append(asyncio.create_task(self._purger()))
         await self._stopping.wait()
@@ -439,6 +445,10 @@ class Server:
                     handler.close()
 
     # -- periodic work ------------------------------------------------------------------------
+
+    def _periodic_work(self) -> list:
+        """The loops that drive the core's clock: session expiry and container reaping."""
+        return [self._ticker(), self._reaper()]
 
     async def _ticker(self) -> None:
         interval_s = min(self.config.tick_ms, 500) / 1000

@@ -13,7 +13,6 @@ import threading
 
 from rocksdict import WriteBatch
 
-from zkpy.storage.records import decode_snapshot
 from zkpy.storage.txnlog import LOG_PREFIX, TxnLog, _u64
 from zkpy.tree.datatree import DataTree
 
@@ -77,15 +76,14 @@ class RocksStorage:
             if meta["zxid"] > zxid:
                 self.txn_log.delete_snapshot(meta)
 
-    def install_snapshot(self, zxid: int, payload: bytes) -> None:
+    def install_snapshot(self, zxid: int, tree: DataTree, sessions: list) -> None:
         with self._write_lock:
             with self._lock:
                 self.queued = []
                 self.generation += 1
-            self._replace_with_snapshot(zxid, payload)
+            self._replace_with_snapshot(zxid, tree, sessions)
 
-    def _replace_with_snapshot(self, zxid: int, payload: bytes) -> None:
-        tree, sessions = decode_snapshot(payload, zxid)
+    def _replace_with_snapshot(self, zxid: int, tree: DataTree, sessions: list) -> None:
         for meta in self.txn_log.snapshots():
             self.txn_log.delete_snapshot(meta)
         self.txn_log.write_snapshot(zxid, tree.iter_nodes(), sessions, 0)

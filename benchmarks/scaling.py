@@ -106,6 +106,7 @@ from typing import Any, Callable
 
 from jute import records as r
 from jute.constants import EventType, OpCode
+from zkpy.runtime import fourletter
 from tests.support.servers import KINDS, ServerProcess
 
 from benchmarks import loadgen
@@ -196,17 +197,6 @@ class BenchServer(ServerProcess):
         if self.kind == "zookeeper" and self.heap:
             cmd = [f"-Xmx{self.heap}" if c.startswith("-Xmx") else c for c in cmd]
         return cmd
-
-
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    return total
 
 
 class RssSampler:
@@ -997,7 +987,7 @@ def run_znodes(run: Runner) -> list[dict[str, Any]]:
                         run.say(f"{kind:9} {count:>9,} znodes: {workload} FAILED: {exc}")
                 step["rss_after_runs"] = rss_bytes(pid)
             record["znodes"] = loaded
-            record["data_dir_bytes_loaded"] = _dir_bytes(server.data_dir)
+            record["data_dir_bytes_loaded"] = fourletter.dir_size_bytes(str(server.data_dir))
             if kind == "zookeeper":
                 record["jvm_heap"] = jvm_heap_after_full_gc(pid)
                 if record["jvm_heap"].get("used_after_full_gc") is not None:
@@ -1025,7 +1015,7 @@ def run_znodes(run: Runner) -> list[dict[str, Any]]:
                     f"it p99 {fmt(during['p99'], '.1f')} ms max {fmt(during['max'], '.1f')} ms "
                     f"({during['count']} gets), before it p99 {fmt(base['p99'], '.2f')} ms max "
                     f"{fmt(base['max'], '.1f')} ms")
-            record["data_dir_bytes_snapshot"] = _dir_bytes(server.data_dir)
+            record["data_dir_bytes_snapshot"] = fourletter.dir_size_bytes(str(server.data_dir))
 
             run.say(f"{kind:9} {loaded:,} znodes: restart (from the snapshot)")
             record["restart_snapshot"] = _restart(server, loaded, cfg["restart_timeout_s"])

@@ -63,7 +63,7 @@ def _mode(server) -> str:
     return server.mode()
 
 
-def _znode_count(tree) -> int:
+def znode_count(tree) -> int:
     # ZooKeeper's DataTree holds the root under both "" and "/", and its node count (srvr's
     # Node count, mntr's zk_znode_count) counts it twice: a fresh server reports 5.
     return tree.node_count() + 1
@@ -84,7 +84,7 @@ def srvr(server) -> str:
             f"Outstanding: {core.outstanding_requests()}\n"
             f"Zxid: {_hex(core.tree.last_zxid)}\n"
             f"Mode: {_mode(server)}\n"
-            f"Node count: {_znode_count(core.tree)}\n"
+            f"Node count: {znode_count(core.tree)}\n"
             + ("Proposal sizes last/min/max: -1/-1/-1\n" if _mode(server) == "leader" else ""))
 
 
@@ -149,7 +149,7 @@ def state_values(server) -> list[tuple[str, object]]:
         ("num_alive_connections", len(server.connections)),
         ("avg_latency", round(_avg_latency(stats), 4)),
         ("outstanding_requests", core.outstanding_requests()),
-        ("znode_count", _znode_count(tree)),
+        ("znode_count", znode_count(tree)),
         ("global_sessions", len(core.sessions.sessions)),
         ("packets_sent", stats.packets_sent),
         ("packets_received", stats.packets_received),
@@ -225,9 +225,9 @@ def conf(server) -> str:
     return (f"clientPort={config.client_port}\n"
             f"secureClientPort=-1\n"
             f"dataDir={data_dir}\n"
-            f"dataDirSize={_dir_size(data_dir)}\n"
+            f"dataDirSize={dir_size_bytes(data_dir)}\n"
             f"dataLogDir={log_dir}\n"
-            f"dataLogSize={_dir_size(log_dir)}\n"
+            f"dataLogSize={dir_size_bytes(log_dir)}\n"
             f"tickTime={config.tick_ms}\n"
             f"maxClientCnxns={config.max_client_cnxns}\n"
             f"minSessionTimeout={config.min_session_timeout}\n"
@@ -236,7 +236,7 @@ def conf(server) -> str:
             f"serverId=0\n")
 
 
-def _dir_size(path: str) -> int:
+def dir_size_bytes(path: str) -> int:
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
@@ -248,10 +248,10 @@ def _dir_size(path: str) -> int:
 
 
 # Java's os.arch names for the machines Python calls otherwise.
-_JAVA_ARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86"}
+JAVA_ARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86"}
 
 
-def _user_name() -> str:
+def user_name() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME
@@ -287,9 +287,9 @@ def envi(server) -> str:
         ("python.implementation", platform.python_implementation()),
         ("python.executable", sys.executable),
         ("os.name", platform.system()),
-        ("os.arch", _JAVA_ARCH.get(machine, machine)),
+        ("os.arch", JAVA_ARCH.get(machine, machine)),
         ("os.version", platform.release()),
-        ("user.name", _user_name()),
+        ("user.name", user_name()),
         ("user.home", os.path.expanduser("~")),
         ("user.dir", os.getcwd()),
         ("os.memory.free", f"{free_mb}MB"),
@@ -381,8 +381,8 @@ def dump(server) -> str:
 
 def dirs(server) -> str:
     config = server.config
-    return (f"datadir_size: {_dir_size(os.path.abspath(config.data_dir))}\n"
-            f"logdir_size: {_dir_size(os.path.abspath(config.data_log_dir or config.data_dir))}\n")
+    return (f"datadir_size: {dir_size_bytes(os.path.abspath(config.data_dir))}\n"
+            f"logdir_size: {dir_size_bytes(os.path.abspath(config.data_log_dir or config.data_dir))}\n")
 
 
 def crst(server) -> str:

@@ -45,9 +45,9 @@ def _data_dirs(server) -> tuple[str, str]:
 async def _dir_sizes(server) -> tuple[int, int]:
     data_dir, log_dir = _data_dirs(server)
     loop = asyncio.get_running_loop()
-    data_size = await loop.run_in_executor(None, fourletter._dir_size, data_dir)
+    data_size = await loop.run_in_executor(None, fourletter.dir_size_bytes, data_dir)
     log_size = data_size if log_dir == data_dir else await loop.run_in_executor(
-        None, fourletter._dir_size, log_dir)
+        None, fourletter.dir_size_bytes, log_dir)
     return data_size, log_size
 
 
@@ -131,7 +131,7 @@ async def cmd_server_stats(ctx: Context) -> dict:
             "non_mtlslocal_conn_count": 0,
         },
         "client_response": dict(response_stats),
-        "node_count": fourletter._znode_count(core.tree),
+        "node_count": fourletter.znode_count(core.tree),
     }
 
 
@@ -255,7 +255,7 @@ async def cmd_system_properties(ctx: Context) -> dict:
         "file.encoding": sys.getfilesystemencoding().upper().replace("UTF8", "UTF-8"),
         "file.separator": os.sep,
         "line.separator": os.linesep,
-        "os.arch": fourletter._JAVA_ARCH.get(platform.machine(), platform.machine()),
+        "os.arch": fourletter.JAVA_ARCH.get(platform.machine(), platform.machine()),
         "os.name": platform.system(),
         "os.version": platform.release(),
         "path.separator": os.pathsep,
@@ -264,7 +264,7 @@ async def cmd_system_properties(ctx: Context) -> dict:
         "python.version": platform.python_version(),
         "user.dir": os.getcwd(),
         "user.home": os.path.expanduser("~"),
-        "user.name": fourletter._user_name(),
+        "user.name": fourletter.user_name(),
         "user.timezone": time.tzname[0],
     }
     properties.update(dict(ctx.server.config.system_properties))

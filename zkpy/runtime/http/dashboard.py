@@ -155,7 +155,7 @@ def overview(server) -> dict:
             "mode": server.mode(),
             "zxid": hex_id(core.tree.last_zxid),
             "uptime_ms": server.uptime_ms(),
-            "znode_count": fourletter._znode_count(core.tree),
+            "znode_count": fourletter.znode_count(core.tree),
             "connections": len(server.connections),
             "sessions": len(core.sessions.sessions),
             "outstanding_requests": core.outstanding_requests(),

@@ -50,7 +50,7 @@ from benchmarks.client import (
     Connection, ConnectionFailed, RequestFailed, SessionExpired, connect_request,
     create_request, error_name, open_session, parse_hosts, run_event_loop,
 )
-from benchmarks.servers import find_leader, log_excerpt, parse_srvr
+from benchmarks.servers import find_leader, log_excerpt, parse_srvr, stop_all
 
 perf_counter = time.perf_counter
 
@@ -407,11 +407,7 @@ def trial(kind: str, workdir: Path, **kwargs: Any) -> dict[str, Any]:
             record["logs"] = log_excerpt(members)
         return record
     finally:
-        for member in members:
-            try:
-                member.stop()
-            except Exception:  # noqa: BLE001
-                pass
+        stop_all(members)
         record["loadavg_after"] = os.getloadavg()
 
 

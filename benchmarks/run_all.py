@@ -70,7 +70,8 @@ from benchmarks.report import (
     PLOT_COLORS, PLOT_LABELS, SHORT_NAMES, fmt, median, pyplot, ratio, render_table,
     short_error,
 )
-from benchmarks.servers import find_leader, log_excerpt, member_modes, server_version
+from benchmarks.servers import (find_leader, log_excerpt, member_modes, server_version,
+                                stop_all)
 from benchmarks.settings import env_float, env_list, parse_shape, shape_label
 
 WORKLOADS = ("get", "set", "create", "mix")
@@ -221,11 +222,7 @@ def run_one_ensemble(kind: str, workload: str, shape: tuple[int, int], repeat: i
             record["logs"] = log_excerpt(members)
         return record
     finally:
-        for member in members:
-            try:
-                member.stop()
-            except Exception:  # noqa: BLE001
-                pass
+        stop_all(members)
         shutil.rmtree(workdir, ignore_errors=True)
         record["loadavg_after"] = os.getloadavg()
 

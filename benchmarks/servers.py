@@ -84,3 +84,12 @@ def log_excerpt(members: list[ServerProcess], lines: int = 12) -> dict[str, str]
                 and not line.startswith(("Traceback", "asyncio.", "handle:", "Exception in"))]
         excerpt[f"member{member.myid} (port {member.port})"] = "\n".join(kept[-lines:])
     return excerpt
+
+
+def stop_all(members) -> None:
+    """Stop every member; one that fails to stop must not keep the others running."""
+    for member in members:
+        try:
+            member.stop()
+        except Exception:  # noqa: BLE001
+            pass

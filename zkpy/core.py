@@ -222,7 +222,11 @@ class ServerCore:
             # Gone, or being closed: whatever it still waited for is lost with it, so a later
             # reply must not follow (the client would see a gap in its replies).
             return
-        self.outbox.append((connection_id, data))
+        self._deliver(conn, data)
+
+    def _deliver(self, conn: Connection, data: bytes) -> None:
+        """Queue ``data`` for an open connection (the caller has checked it with _open)."""
+        self.outbox.append((conn.connection_id, data))
         self.stats.packets_sent += 1
         conn.packets_sent += 1
 
@@ -233,11 +237,8 @@ class ServerCore:
             return None
         return conn
 
-    def _answered(self, connection_id: int, request: Request, zxid: int, now_ms: int) -> None:
+    def _answered(self, conn: Connection, request: Request, zxid: int, now_ms: int) -> None:
         """Per-connection figures of the last answered request (for cons)."""
-        conn = self.connections.get(connection_id)
-        if conn is None:
-            return
         if request.xid >= 0:  # pings and other special xids are not the client's operations
             conn.last_cxid = request.xid
         conn.last_op = request.type
@@ -585,13 +586,14 @@ class ServerCore:
             err = 0
         except KeeperError as error:
             body, err = b"", error.code
-        if self._open(connection_id) is None:
+        conn = self._open(connection_id)
+        if conn is None:
             return  # its connection is gone: the read's effects (watches) stay, as in ZooKeeper
         xid = request.xid
         if request.type == OpCode.ping:
             xid = Xid.PING
-        self._send(connection_id, reply_frame(xid, self.tree.last_zxid, err, body))
-        self._answered(connection_id, request, self.tree.last_zxid, now_ms)
+        self._deliver(conn, reply_frame(xid, self.tree.last_zxid, err, body))
+        self._answered(conn, request, self.tree.last_zxid, now_ms)
         if request.type in (OpCode.setWatches, OpCode.setWatches2) and request.result:
             self._notify(request.result)
         if request.type != OpCode.ping:
@@ -786,30 +788,30 @@ class ServerCore:
     def _reply_write(self, request: Request, hdr: r.TxnHeader, result: TxnResult, now_ms: int) -> None:
         # The connection the request came on: if the session has moved since, the client
         # never sent this xid on its new connection, and the reply is lost with the old one.
-        connection_id = request.connection_id
-        if self._open(connection_id) is None:
+        conn = self._open(request.connection_id)
+        if conn is None:
             return
         if request.type == _OP_CREATE_SESSION:
             passwd = session_password(request.session_id, self.settings.session_secret)
-            self._send(connection_id, self._connect_response(request.session_id, request.body, passwd))
-            self._answered(connection_id, request, hdr.zxid, now_ms)
+            self._deliver(conn, self._connect_response(request.session_id, request.body, passwd))
+            self._answered(conn, request, hdr.zxid, now_ms)
             return
         self.stats.record_latency(max(0, now_ms - request.received_ms))
-        self._answered(connection_id, request, hdr.zxid, now_ms)
+        self._answered(conn, request, hdr.zxid, now_ms)
         err = result.err
         if request.type == _OP_RECONFIG and not err:
             # The client is shown the new configuration, as a getData of /zookeeper/config.
             data = self.tree.nodes[result.path].data
-            self._send(connection_id, reply_frame(request.xid, hdr.zxid, 0,
-                                                  r.GetDataResponse.encode((data, result.stat))))
+            self._deliver(conn, reply_frame(request.xid, hdr.zxid, 0,
+                                            r.GetDataResponse.encode((data, result.stat))))
             return
         if request.type == _OP_CHECK and not err:
             # ZooKeeper 3.8 applies a successful stand-alone check but sends no reply.
             return
         body = b"" if err else _write_body(request.type, result)
-        self._send(connection_id, reply_frame(request.xid, hdr.zxid, err, body))
+        self._deliver(conn, reply_frame(request.xid, hdr.zxid, err, body))
         if request.type == _CLOSE_SESSION:
-            self._close(connection_id)
+            self._close(conn.connection_id)
 
     def _session_closed(self, session_id: int) -> None:
         self.sessions.remove(session_id)

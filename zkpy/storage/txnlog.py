@@ -167,9 +167,13 @@ class TxnLog:
         while valid():
             yield value()
             advance()
+        self._check(iterator)
+
+    def _check(self, iterator) -> None:
+        """Raise what stopped ``iterator``, if it was not the end of the data."""
         try:
             iterator.status()
-        except Exception as error:
+        except Exception as error:  # rocksdict raises plain Exceptions
             raise _storage_error(self.directory, error) from None
 
     def close(self) -> None:
@@ -222,10 +226,7 @@ class TxnLog:
         iterator.seek_for_prev(LOG_PREFIX + b"\xff" * 8)
         if iterator.valid() and iterator.key().startswith(LOG_PREFIX):
             return _ZXID.unpack(iterator.key()[1:])[0]
-        try:
-            iterator.status()
-        except Exception as error:
-            raise _storage_error(self.directory, error) from None
+        self._check(iterator)
         return 0
 
     def truncate_before(self, zxid: int) -> None:

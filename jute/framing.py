@@ -34,6 +34,11 @@ class FrameDecoder:
     def pending_bytes(self) -> int:
         return len(self._buffer)
 
+    def pending(self) -> bytes:
+        """The bytes of the frame not yet complete (a caller may look at its first bytes before
+        deciding how to read the stream, as the four-letter-word check does)."""
+        return self._buffer
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the frames now complete, in order.
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from jute import OpCode, Xid
 from jute import records as r
-from zkpy.core import CoreSettings, ServerCore
+from zkpy.frontends.zookeeper.frontend import ZooKeeperFrontEnd
+from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.ensemble.node import EnsembleNode
 from zkpy.ensemble.storage import MemoryStorage
 from zkpy.tree.txncodec import encode_txn
@@ -88,6 +89,41 @@ class SimClient:
     lost: int = 0  # requests left unanswered when a connection closed (connection loss)
 
 
+class AppliedRecorder:
+    """Reads a member's change feed, as a front end does, and checks that every member applies
+    the same txn at each zxid."""
+
+    tag = "sim-recorder"
+
+    def __init__(self, sim: "Simulation", server_id: int) -> None:
+        self.sim = sim
+        self.server_id = server_id
+
+    def applied(self, hdr, txn, result, now_ms: int) -> None:
+        encoded = encode_txn(hdr, txn)
+        seen = self.sim.applied.get(hdr.zxid)
+        if seen is None:
+            self.sim.applied[hdr.zxid] = encoded
+        elif seen != encoded:
+            raise InvariantViolation(f"seed {self.sim.seed}: node {self.server_id} applied a "
+                                     f"different txn at zxid {hdr.zxid:#x}")
+
+    def batch_applied(self, now_ms: int) -> None:
+        return None
+
+    def sync_done(self, session_id: int, xid: int, now_ms: int) -> None:
+        return None
+
+    def not_passed_on(self, request, now_ms: int) -> None:
+        return None
+
+    def session_closed(self, session_id: int) -> None:
+        return None
+
+    def role_changed(self, role: str, now_ms: int) -> None:
+        return None
+
+
 class SimNode:
     def __init__(self, sim: "Simulation", server_id: int, storage: MemoryStorage) -> None:
         self.sim = sim
@@ -102,7 +138,8 @@ class SimNode:
         storage.crash()
         settings = CoreSettings(tick_ms=TICK_MS, server_id=self.server_id,
                                 session_secret=b"sim", extended_types_enabled=True)
-        core = ServerCore(settings, now_ms)
+        core = ReplicaCore(settings, now_ms)
+        self.zookeeper = ZooKeeperFrontEnd(core)
         tree, sessions, floor = storage.load_snapshot()
         core.reload_tree(tree)
         for session_id, timeout_ms in sessions:
@@ -115,7 +152,7 @@ class SimNode:
         peer = ZabPeer(peer_settings, storage.accepted_epoch, storage.current_epoch,
                        storage.logged_zxids(), storage.floor_zxid(), core.tree.last_zxid, now_ms)
         node = EnsembleNode(peer, core, storage)
-        self.sim.watch_applies(self.server_id, core)
+        core.attach(AppliedRecorder(self.sim, self.server_id))
         self.sim.route(self.server_id, node.process(now_ms))
         return node
 
@@ -161,23 +198,6 @@ class Simulation:
         self._lagging_closes: list[tuple[int, int]] = []
 
     # -- invariants ------------------------------------------------------------------------------
-
-    def watch_applies(self, server_id: int, core: ServerCore) -> None:
-        original = core.apply_committed
-
-        def recording(batch, now_ms, _original=original, _sim=self, _sid=server_id):
-            for hdr, txn in batch:
-                encoded = encode_txn(hdr, txn)
-                seen = _sim.applied.get(hdr.zxid)
-                if seen is None:
-                    _sim.applied[hdr.zxid] = encoded
-                elif seen != encoded:
-                    raise InvariantViolation(
-                        f"seed {_sim.seed}: node {_sid} applied a different txn at zxid {hdr.zxid:#x}")
-            return _original(batch, now_ms)
-
-        core.apply_committed = recording
-        core.log_durable = recording
 
     def check_single_leader(self) -> None:
         for server_id, sim_node in self.nodes.items():
@@ -395,11 +415,11 @@ class Simulation:
         client.outstanding.clear()
         client.awaiting_connect = True
         sim_node = self.nodes[server_id]
-        core = sim_node.node.core
-        core.connection_opened(client.connection_id, "10.0.0.1", self.now_ms)
+        zookeeper = sim_node.zookeeper
+        zookeeper.connection_opened(client.connection_id, "10.0.0.1", self.now_ms)
         request = r.ConnectRequest(0, client.last_zxid, 5000, client.session_id,
                                    client.passwd or bytes(16), False)
-        core.handle_connect(client.connection_id, request, self.now_ms)
+        zookeeper.handle_connect(client.connection_id, request, self.now_ms)
         self.route(server_id, sim_node.node.process(self.now_ms))
         self._drain_clients(server_id)
 
@@ -409,7 +429,7 @@ class Simulation:
             return
         sim_node = self.nodes[client.node_id]
         if sim_node.alive:
-            sim_node.node.core.connection_closed(client.connection_id, self.now_ms)
+            sim_node.zookeeper.connection_closed(client.connection_id, self.now_ms)
         self._connection_lost(client)
 
     def _connection_lost(self, client: SimClient) -> None:
@@ -450,7 +470,7 @@ class Simulation:
         socket read) before it passes anything on to the leader. Returns their xids."""
         assert client.node_id is not None and not client.awaiting_connect, client
         sim_node = self.nodes[client.node_id]
-        core = sim_node.node.core
+        zookeeper = sim_node.zookeeper
         xids = []
         for op, path in requests:
             op = int(op)
@@ -461,7 +481,7 @@ class Simulation:
                 client.next_xid += 1
             payload = r.RequestHeader.encode((xid, op)) + body
             client.outstanding.append(Outstanding(xid, op, path, self.now_ms))
-            core.handle_request(client.connection_id, xid, op, payload, self.now_ms)
+            zookeeper.handle_request(client.connection_id, xid, op, payload, self.now_ms)
             xids.append(xid)
         self.route(client.node_id, sim_node.node.process(self.now_ms))
         self._drain_clients(client.node_id)
@@ -469,9 +489,9 @@ class Simulation:
 
     def _drain_clients(self, server_id: int) -> None:
         sim_node = self.nodes[server_id]
-        core = sim_node.node.core
-        outbox, core.outbox = core.outbox, []
-        closed, core.to_close = core.to_close, []
+        zookeeper = sim_node.zookeeper
+        outbox, zookeeper.outbox = zookeeper.outbox, []
+        closed, zookeeper.to_close = zookeeper.to_close, []
         by_connection = {c.connection_id: c for c in self.clients if c.node_id == server_id}
         for connection_id, data in outbox:
             client = by_connection.get(connection_id)
@@ -499,7 +519,7 @@ class Simulation:
         sim_node = self.nodes[server_id]
         if not sim_node.alive:
             return
-        sim_node.node.core.connection_closed(connection_id, self.now_ms)
+        sim_node.zookeeper.connection_closed(connection_id, self.now_ms)
         for client in self.clients:
             if client.node_id == server_id and client.connection_id == connection_id:
                 self._connection_lost(client)

@@ -1,4 +1,5 @@
-"""Drive ServerCore in memory: no sockets, no sleeps, an explicit clock.
+"""Drive the replica core and its ZooKeeper front end in memory: no sockets, no sleeps, an
+explicit clock.
 
 ``CoreHarness`` plays the runtime's part: it feeds requests in, "syncs" each log batch by
 handing it straight back, and splits the outbox into frames per connection.
@@ -11,7 +12,8 @@ import struct
 from jute import OpCode, Xid
 from jute import records as r
 from jute.opcodes import REQUEST_RECORDS, RESPONSE_RECORDS, encode_multi_request, decode_multi_response
-from zkpy.core import CoreSettings, ServerCore
+from zkpy.frontends.zookeeper.frontend import ZooKeeperFrontEnd
+from zkpy.replica.core import CoreSettings, ReplicaCore
 
 _LENGTH = struct.Struct(">i")
 
@@ -37,7 +39,8 @@ class CoreHarness:
     def __init__(self, now_ms: int = 1_000_000, **settings) -> None:
         self.now_ms = now_ms
         settings.setdefault("tick_ms", 2000)
-        self.core = ServerCore(CoreSettings(**settings), now_ms)
+        self.replica = ReplicaCore(CoreSettings(**settings), now_ms)
+        self.zookeeper = ZooKeeperFrontEnd(self.replica)
         self._next_connection = 0
         self.inbox: dict[int, list[bytes]] = {}
         self.closed: set[int] = set()
@@ -47,23 +50,23 @@ class CoreHarness:
     # plumbing ------------------------------------------------------------------------------
     def flush(self) -> None:
         while True:
-            batch = self.core.take_log_batch()
+            batch = self.replica.take_log_batch()
             if not batch:
                 break
             self.logged.extend(batch)
-            self.core.log_durable(batch, self.now_ms)
+            self.replica.log_durable(batch, self.now_ms)
         self.collect()
 
     def collect(self) -> None:
-        for connection_id, data in self.core.outbox:
+        for connection_id, data in self.zookeeper.outbox:
             self.inbox.setdefault(connection_id, []).extend(split_frames(data))
-        self.core.outbox = []
-        self.closed.update(self.core.to_close)
-        self.core.to_close = []
+        self.zookeeper.outbox = []
+        self.closed.update(self.zookeeper.to_close)
+        self.zookeeper.to_close = []
 
     def advance(self, ms: int) -> None:
         self.now_ms += ms
-        self.core.tick(self.now_ms)
+        self.replica.tick(self.now_ms)
         self.flush()
 
     # client side -------------------------------------------------------------------------
@@ -71,8 +74,8 @@ class CoreHarness:
                 client_ip: str = "127.0.0.1") -> tuple[int, r.ConnectResponse]:
         self._next_connection += 1
         connection_id = self._next_connection
-        self.core.connection_opened(connection_id, client_ip, self.now_ms)
-        self.core.handle_connect(connection_id, r.ConnectRequest(0, 0, timeout_ms, session_id, passwd, False),
+        self.zookeeper.connection_opened(connection_id, client_ip, self.now_ms)
+        self.zookeeper.handle_connect(connection_id, r.ConnectRequest(0, 0, timeout_ms, session_id, passwd, False),
                                  self.now_ms)
         if self.auto_sync:
             self.flush()
@@ -92,7 +95,7 @@ class CoreHarness:
             payload = header + body
         else:
             payload = header + REQUEST_RECORDS[op].encode(body)
-        self.core.handle_request(connection_id, xid, int(op), payload, self.now_ms)
+        self.zookeeper.handle_request(connection_id, xid, int(op), payload, self.now_ms)
 
     def frames(self, connection_id: int) -> list[tuple[r.ReplyHeader, bytes]]:
         out = []

@@ -158,20 +158,21 @@ def test_valid_dn_as_x500principal():
 
 
 def test_sasl_and_x509_acls_only_with_their_providers():
-    try:
-        assert not acl.valid_acl_id(r.Id("sasl", "alice"))
-        assert not acl.id_matches(r.Id("x509", "CN=a"), r.Id("x509", "CN=a"))
-        acl.configure_providers({"sasl", "x509"}, x509_super_user="CN=root")
-        assert acl.valid_acl_id(r.Id("sasl", "alice")) and not acl.valid_acl_id(r.Id("sasl", "a@b@c"))
-        assert acl.valid_acl_id(r.Id("x509", "CN=a,O=b")) and not acl.valid_acl_id(r.Id("x509", "a"))
-        assert acl.id_matches(r.Id("sasl", "super"), r.Id("sasl", "alice"))
-        assert acl.id_matches(r.Id("x509", "CN=root"), r.Id("x509", "CN=a"))
-        assert not acl.id_matches(r.Id("x509", "CN=b"), r.Id("x509", "CN=a"))
-        fixed = acl.fixup_acl([r.ACL(31, r.Id("auth", ""))],
+    bare = acl.AclChecker()
+    assert not bare.valid_acl_id(r.Id("sasl", "alice"))
+    assert not bare.id_matches(r.Id("x509", "CN=a"), r.Id("x509", "CN=a"))
+    checker = acl.AclChecker({"sasl", "x509"}, x509_super_user="CN=root")
+    assert checker.valid_acl_id(r.Id("sasl", "alice")) and not checker.valid_acl_id(r.Id("sasl", "a@b@c"))
+    assert checker.valid_acl_id(r.Id("x509", "CN=a,O=b")) and not checker.valid_acl_id(r.Id("x509", "a"))
+    assert checker.id_matches(r.Id("sasl", "super"), r.Id("sasl", "alice"))
+    assert checker.id_matches(r.Id("x509", "CN=root"), r.Id("x509", "CN=a"))
+    assert not checker.id_matches(r.Id("x509", "CN=b"), r.Id("x509", "CN=a"))
+    fixed = checker.fixup_acl([r.ACL(31, r.Id("auth", ""))],
                               (r.Id("ip", "127.0.0.1"), r.Id("x509", "CN=a")))
-        assert fixed == (r.ACL(31, r.Id("x509", "CN=a")),)
-    finally:
-        acl.configure_providers(set())
+    assert fixed == (r.ACL(31, r.Id("x509", "CN=a")),)
+    # Two servers of one process (simulated members) do not share their providers.
+    assert not bare.valid_acl_id(r.Id("x509", "CN=a,O=b"))
+    assert bare.fixup_acl([r.ACL(31, r.Id("auth", ""))], (r.Id("x509", "CN=a"),)) is None
 
 
 # -- settings -----------------------------------------------------------------------------------
@@ -228,15 +229,14 @@ def test_cipher_suite_names():
 
 def test_the_same_auth_acl_object_is_fixed_up_for_each_connection_anew():
     """fixup_acl remembers static ACL lists by identity; an ``auth`` list depends on who asks."""
-    from zkpy.tree import acl
-
+    checker = acl.AclChecker()
     by_auth = (r.ACL(31, r.Id("auth", "")),)
     world = (r.ACL(31, r.Id("world", "anyone")),)
     alice = (r.Id("digest", "alice:hash"),)
     bob = (r.Id("digest", "bob:hash"),)
-    assert acl.fixup_acl(world, alice) == world
-    assert acl.fixup_acl(world, bob) == world
-    assert acl.fixup_acl(by_auth, alice) == (r.ACL(31, alice[0]),)
-    assert acl.fixup_acl(by_auth, bob) == (r.ACL(31, bob[0]),)
-    assert acl.fixup_acl(by_auth, ()) is None
-    assert acl.fixup_acl((), alice) is None
+    assert checker.fixup_acl(world, alice) == world
+    assert checker.fixup_acl(world, bob) == world
+    assert checker.fixup_acl(by_auth, alice) == (r.ACL(31, alice[0]),)
+    assert checker.fixup_acl(by_auth, bob) == (r.ACL(31, bob[0]),)
+    assert checker.fixup_acl(by_auth, ()) is None
+    assert checker.fixup_acl((), alice) is None

@@ -14,9 +14,9 @@ def test_session_creation_is_a_logged_txn_and_answered_after_sync():
     h.auto_sync = False
     connection_id, response = h.connect()
     assert response is None  # nothing before the createSession txn is durable
-    batch = h.core.take_log_batch()
+    batch = h.replica.take_log_batch()
     assert [hdr.type for hdr, _ in batch] == [OpCode.createSession]
-    h.core.log_durable(batch, h.now_ms)
+    h.replica.log_durable(batch, h.now_ms)
     h.collect()
     (frame,) = h.inbox.pop(connection_id)
     assert r.ConnectResponse.decode(frame).session_id == batch[0][0].client_id
@@ -159,7 +159,7 @@ def test_nothing_is_answered_on_a_connection_the_core_is_closing():
     c, _ = h.connect()
     h.auto_sync = False
     h.send(c, 1, OpCode.create, create("/dropped"))
-    h.core.become(NOT_SERVING, h.now_ms)
+    h.replica.become(NOT_SERVING, h.now_ms)
     h.send(c, 2, OpCode.getData, r.GetDataRequest("/", False))
     h.flush()
     assert c in h.closed
@@ -215,7 +215,7 @@ def test_a_multi_of_creates_under_one_parent_counts_each_and_rolls_back_whole():
     stat = h.call(c, OpCode.exists, r.ExistsRequest("/p", False))[1].stat
     # The failed multi's creates were rolled back: only the 5 that happened count.
     assert (stat.cversion, stat.num_children) == (5, 5)
-    assert sorted(h.core.tree.nodes["/p"].children) == [
+    assert sorted(h.replica.tree.nodes["/p"].children) == [
         "n", "s-0000000000", "s-0000000001", "s-0000000002", "s-0000000004"]
 
 
@@ -271,7 +271,7 @@ def test_session_expiry_deletes_ephemerals_and_fires_watches():
         h.call(watcher, OpCode.ping, None, xid=-2)
     assert owner in h.closed
     assert h.call(watcher, OpCode.exists, r.ExistsRequest("/eph", False))[0].err == Err.NONODE
-    assert h.core.tree.ephemerals == {}
+    assert h.replica.tree.ephemerals == {}
     # Reconnecting to the expired session is refused with a zero timeout.
     _, again = h.connect(session_id=response.session_id, passwd=response.passwd)
     assert again.timeout_ms == 0 and again.session_id == 0
@@ -304,7 +304,7 @@ def test_acl_digest_and_noauth():
     h = CoreHarness()
     owner, _ = h.connect()
     stranger, _ = h.connect()
-    h.core.handle_auth(owner, r.AuthPacket(0, "digest", b"alice:secret"))
+    h.zookeeper.handle_auth(owner, r.AuthPacket(0, "digest", b"alice:secret"))
     acl = [r.ACL(31, r.Id("auth", ""))]
     assert h.call(owner, OpCode.create, create("/private", b"s", acl=acl))[0].err == 0
     _, acls, _ = h.call(owner, OpCode.getACL, r.GetACLRequest("/private"))
@@ -317,12 +317,12 @@ def test_container_is_reaped_after_its_last_child_goes():
     h = CoreHarness()
     c, _ = h.connect()
     h.call(c, OpCode.createContainer, create("/box", flags=4))
-    h.core.reap_containers(h.now_ms)
+    h.replica.reap_containers(h.now_ms)
     h.flush()
     assert h.call(c, OpCode.exists, r.ExistsRequest("/box", False))[0].err == 0  # never had a child
     h.call(c, OpCode.create, create("/box/item"))
     h.call(c, OpCode.delete, r.DeleteRequest("/box/item", -1))
-    h.core.reap_containers(h.now_ms)
+    h.replica.reap_containers(h.now_ms)
     h.flush()
     assert h.call(c, OpCode.exists, r.ExistsRequest("/box", False))[0].err == Err.NONODE
 
@@ -332,12 +332,12 @@ def test_ttl_node_is_reaped_after_ttl_when_childless():
     c, _ = h.connect()
     reply, response, _ = h.call(c, OpCode.createTTL, r.CreateTTLRequest("/ttl", b"", OPEN, 5, 1000))
     assert reply.err == 0 and response.stat.ephemeral_owner == 0  # TTL nodes show no owner
-    h.core.reap_containers(h.now_ms + 500)
+    h.replica.reap_containers(h.now_ms + 500)
     h.flush()
     assert h.call(c, OpCode.exists, r.ExistsRequest("/ttl", False))[0].err == 0
     h.now_ms += 2000
     h.call(c, OpCode.ping, None, xid=-2)
-    h.core.reap_containers(h.now_ms)
+    h.replica.reap_containers(h.now_ms)
     h.flush()
     assert h.call(c, OpCode.exists, r.ExistsRequest("/ttl", False))[0].err == Err.NONODE
 
@@ -382,16 +382,16 @@ def test_a_write_after_a_sync_is_answered_when_both_complete_in_one_batch():
     replies = h.frames(b)
     assert [hdr.xid for hdr, _ in replies] == [1, 2, 3]
     assert [hdr.err for hdr, _ in replies] == [0, Err.NONODE, 0]
-    assert h.core.pending == {}
+    assert h.zookeeper.pending == {}
 
 
 def test_a_new_leaders_sync_does_not_wait_for_a_txn_of_its_epoch():
     """Before a new leader has prepared anything its next zxid is (epoch << 32) | 1; a sync
     waited for (epoch << 32), a txn that never exists, i.e. for whatever write came next."""
-    from zkpy.core import LEADER
+    from zkpy.replica.core import LEADER
     h = CoreHarness()
     c, response = h.connect()
-    h.core.become(LEADER, h.now_ms, epoch=5)
+    h.replica.become(LEADER, h.now_ms, epoch=5)
     h.collect()
     assert c in h.closed
     again, _ = h.connect(session_id=response.session_id, passwd=response.passwd)
@@ -404,7 +404,7 @@ def test_set_watches_fires_what_changed_since_the_clients_zxid():
     h = CoreHarness()
     c, _ = h.connect()
     h.call(c, OpCode.create, create("/sw"))
-    last_seen = h.core.tree.last_zxid
+    last_seen = h.replica.tree.last_zxid
     h.call(c, OpCode.setData, r.SetDataRequest("/sw", b"new", -1))
     reply, _, events = h.call(c, OpCode.setWatches,
                               r.SetWatches(last_seen, ["/sw", "/gone"], ["/sw", "/absent"], []), xid=-8)

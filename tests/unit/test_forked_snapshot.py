@@ -11,7 +11,7 @@ import pytest
 
 from jute import OpCode
 from jute import records as r
-from zkpy.core import CoreSettings, ServerCore
+from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.runtime import forked_snapshot
 from zkpy.storage import snapfile
 from zkpy.storage.recovery import restore
@@ -41,20 +41,20 @@ def test_child_snapshot_restores_the_tree_as_it_was_at_the_fork(tmp_path, monkey
     monkeypatch.setattr(forked_snapshot, "CHUNK_BYTES", 500)
     monkeypatch.setattr(forked_snapshot, "PIECE_NODES", 5)
     h = _populated_harness(300)
-    before = _tree_view(h.core.tree)
-    zxid = h.core.tree.last_zxid
-    count = len(h.core.tree.nodes)
+    before = _tree_view(h.replica.tree)
+    zxid = h.replica.tree.last_zxid
+    count = len(h.replica.tree.nodes)
     txn_log = TxnLog(tmp_path / "db")
     path = txn_log.new_snapshot_path(zxid)
-    pid = forked_snapshot.start(h.core.tree, path)
+    pid = forked_snapshot.start(h.replica.tree, path)
     # The parent changes its tree at once: the child's copy must not see it.
     c, _ = h.connect()
     h.call(c, OpCode.create, create("/after-fork", b""))
     forked_snapshot.wait(pid)
     assert len(list(snapfile.read_chunks(path))) > 10
-    sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
+    sessions = [(s.session_id, s.timeout_ms) for s in h.replica.sessions.sessions.values()]
     txn_log.commit_snapshot_file(zxid, path, count, sessions, h.now_ms)
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     info = restore(fresh, txn_log, h.now_ms)
     txn_log.close()
     assert info["snapshot_zxid"] == zxid and info["nodes"] == count
@@ -70,7 +70,7 @@ class _StuckNodes(dict):
 
 
 def test_a_child_killed_midway_gives_no_snapshot(tmp_path):
-    tree = _populated_harness(10).core.tree
+    tree = _populated_harness(10).replica.tree
     tree.nodes = _StuckNodes(tree.nodes)
     path = tmp_path / "snapshot"
     pid = forked_snapshot.start(tree, path)
@@ -84,7 +84,7 @@ def test_a_child_killed_midway_gives_no_snapshot(tmp_path):
 def test_a_child_that_cannot_write_its_file_fails(tmp_path):
     h = _populated_harness(10)
     (tmp_path / "taken").write_bytes(b"")  # the file exists already: O_EXCL refuses it
-    pid = forked_snapshot.start(h.core.tree, tmp_path / "taken")
+    pid = forked_snapshot.start(h.replica.tree, tmp_path / "taken")
     with pytest.raises(forked_snapshot.SnapshotChildFailed):
         forked_snapshot.wait(pid)
     assert (tmp_path / "taken").read_bytes() == b""

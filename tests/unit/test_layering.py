@@ -3,9 +3,9 @@
 * no import circle among jute's and zkpy's modules;
 * no import runs back up a layer (LAYERS, lowest first);
 * jute imports nothing of zkpy;
-* the sans-IO layers (state, the replica core and the ZooKeeper front end's protocol code,
-  replication) import none of asyncio, uvloop, sockets, time, threads or RocksDB: only the
-  runtime, storage and command-line edges do.
+* the sans-IO layers (state, the replica core, replication and the front ends) import none of
+  asyncio, uvloop, sockets, time, threads or RocksDB: only the runtime, storage and
+  command-line edges do. Front ends sit above replication, so replication never imports one.
 
 docs/architecture.md draws the same graph (``make architecture`` regenerates it).
 """
@@ -18,7 +18,7 @@ from tests.support import importgraph
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-SANS_IO_LAYERS = ("wire", "state", "replica", "replication")
+SANS_IO_LAYERS = ("wire", "state", "replica", "replication", "frontends")
 IO_MODULES = frozenset(("asyncio", "uvloop", "socket", "time", "threading", "selectors",
                         "rocksdict"))
 

@@ -9,7 +9,7 @@ import pytest
 
 from jute import OpCode
 from jute import records as r
-from zkpy.core import CoreSettings, ServerCore
+from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.storage import snapcodec, snapfile
 from zkpy.storage.recovery import restore
 from zkpy.storage.records import encode_node
@@ -39,8 +39,8 @@ def _varied_tree() -> DataTree:
     return tree
 
 
-def _restored(txn_log) -> ServerCore:
-    fresh = ServerCore(CoreSettings(), 0)
+def _restored(txn_log) -> ReplicaCore:
+    fresh = ReplicaCore(CoreSettings(), 0)
     restore(fresh, txn_log, 0)
     return fresh
 
@@ -66,7 +66,7 @@ def test_encode_in_order_spanning_many_chunks(tmp_path):
         h.call(c, OpCode.create, create(f"/d{top}", b""))
         for index in range(120):
             h.call(c, OpCode.create, create(f"/d{top}/n{index}", b"x" * (index % 7)))
-    tree = h.core.tree
+    tree = h.replica.tree
     chunks = list(snapcodec.encode_in_order(tree.nodes, chunk_bytes=2000, piece_nodes=13))
     assert len(chunks) > 20
     txn_log = TxnLog(tmp_path / "db")
@@ -156,7 +156,7 @@ def test_forked_child_writes_a_snapshot_that_restores_the_tree(tmp_path, monkeyp
     c, _ = h.connect()
     for index in range(300):
         h.call(c, OpCode.create, create(f"/f{index % 3}" + ("" if index < 3 else f"/n{index}"), b"v"))
-    tree = h.core.tree
+    tree = h.replica.tree
     txn_log = TxnLog(tmp_path / "db")
     path = txn_log.new_snapshot_path(tree.last_zxid)
     forked_snapshot.wait(forked_snapshot.start(tree, path))

@@ -6,7 +6,7 @@ import pytest
 
 from jute import OpCode
 from jute import records as r
-from zkpy.core import CoreSettings, ServerCore
+from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.storage.recovery import restore
 from zkpy.storage.txnlog import TxnLog
 from tests.unit.core_harness import CoreHarness, create
@@ -31,15 +31,15 @@ def test_log_roundtrip_and_recovery_gives_the_same_tree(tmp_path):
     response = _run_workload(h)
     txn_log = TxnLog(tmp_path / "db")
     txn_log.append(h.logged)
-    assert txn_log.last_logged_zxid() == h.core.tree.last_zxid
+    assert txn_log.last_logged_zxid() == h.replica.tree.last_zxid
     assert [hdr.zxid for hdr, _ in txn_log.txns_after(0)] == [hdr.zxid for hdr, _ in h.logged]
 
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     restore(fresh, txn_log, h.now_ms + 10)
-    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
-    assert fresh.tree.ephemerals == h.core.tree.ephemerals
+    assert _tree_view(fresh.tree) == _tree_view(h.replica.tree)
+    assert fresh.tree.ephemerals == h.replica.tree.ephemerals
     assert response.session_id in fresh.sessions.sessions
-    assert fresh.prep.next_zxid == h.core.tree.last_zxid + 1
+    assert fresh.prep.next_zxid == h.replica.tree.last_zxid + 1
     txn_log.close()
 
 
@@ -48,8 +48,8 @@ def test_snapshot_then_log_tail_and_purge(tmp_path):
     _run_workload(h)
     txn_log = TxnLog(tmp_path / "db")
     txn_log.append(h.logged)
-    tree = h.core.tree
-    sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
+    tree = h.replica.tree
+    sessions = [(s.session_id, s.timeout_ms) for s in h.replica.sessions.sessions.values()]
     txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), sessions, h.now_ms)
     before = len(h.logged)
     c, _ = h.connect()
@@ -61,7 +61,7 @@ def test_snapshot_then_log_tail_and_purge(tmp_path):
     assert txn_log.purge(retain_count=1) >= 1
     assert len(txn_log.snapshots()) == 1
 
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     info = restore(fresh, txn_log, h.now_ms)
     assert info["snapshot_zxid"] == tree.last_zxid
     assert _tree_view(fresh.tree) == _tree_view(tree)
@@ -73,12 +73,12 @@ def test_incomplete_snapshot_is_ignored(tmp_path):
     _run_workload(h)
     txn_log = TxnLog(tmp_path / "db")
     txn_log.append(h.logged)
-    meta = txn_log.write_snapshot(h.core.tree.last_zxid, h.core.tree.iter_nodes(), [], h.now_ms)
+    meta = txn_log.write_snapshot(h.replica.tree.last_zxid, h.replica.tree.iter_nodes(), [], h.now_ms)
     txn_log.db.delete(b"M" + meta["zxid"].to_bytes(8, "big"))  # as if we crashed before the marker
     assert txn_log.snapshots() == []
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     restore(fresh, txn_log, h.now_ms)
-    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
+    assert _tree_view(fresh.tree) == _tree_view(h.replica.tree)
     txn_log.close()
 
 
@@ -89,11 +89,11 @@ def test_restored_sessions_expire_if_clients_do_not_return(tmp_path):
     txn_log.append(h.logged)
     later = h.now_ms + 60_000
     fresh = CoreHarness(now_ms=later, tick_ms=1000)
-    restore(fresh.core, txn_log, later)
-    assert fresh.core.tree.ephemerals
+    restore(fresh.replica, txn_log, later)
+    assert fresh.replica.tree.ephemerals
     fresh.advance(30_000)
-    assert fresh.core.tree.ephemerals == {}
-    assert "/a/e" not in fresh.core.tree.nodes
+    assert fresh.replica.tree.ephemerals == {}
+    assert "/a/e" not in fresh.replica.tree.nodes
     txn_log.close()
 
 
@@ -113,8 +113,8 @@ def test_fuzzy_snapshot_plus_replay_gives_the_exact_tree(tmp_path, seed):
     for index in range(40):
         h.call(c, OpCode.create, create(f"/n{index}", b"v"))
         h.call(c, OpCode.create, create(f"/n{index}/k", b"w"))
-    snapshot = FuzzySnapshot(h.core.tree)
-    sessions = [(s.session_id, s.timeout_ms) for s in h.core.sessions.sessions.values()]
+    snapshot = FuzzySnapshot(h.replica.tree)
+    sessions = [(s.session_id, s.timeout_ms) for s in h.replica.sessions.sessions.values()]
     while not snapshot.step(3):
         index = rng.randrange(40)
         choice = rng.randrange(4)
@@ -131,10 +131,10 @@ def test_fuzzy_snapshot_plus_replay_gives_the_exact_tree(tmp_path, seed):
     txn_log.append(h.logged)
     txn_log.write_snapshot_chunks(snapshot.start_zxid, snapshot.chunks, snapshot.node_count,
                                   sessions, h.now_ms)
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     info = restore(fresh, txn_log, h.now_ms)
     assert info["snapshot_zxid"] == snapshot.start_zxid and info["replayed"] > 0
-    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
+    assert _tree_view(fresh.tree) == _tree_view(h.replica.tree)
     txn_log.close()
 
 
@@ -148,16 +148,16 @@ def test_fuzzy_snapshot_spanning_many_chunks_keeps_every_node(tmp_path, monkeypa
     h.call(c, OpCode.create, create("/flat", b""))
     for index in range(200):
         h.call(c, OpCode.create, create(f"/flat/n{index}", b"x" * 20))
-    snapshot = fuzzy.FuzzySnapshot(h.core.tree)
+    snapshot = fuzzy.FuzzySnapshot(h.replica.tree)
     while not snapshot.step(7):
         pass
     assert len(snapshot.chunks) > 10
-    assert snapshot.node_count == h.core.tree.node_count()
+    assert snapshot.node_count == h.replica.tree.node_count()
     txn_log = TxnLog(tmp_path / "db")
     txn_log.write_snapshot_chunks(snapshot.start_zxid, snapshot.chunks, snapshot.node_count, [], 0)
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     restore(fresh, txn_log, h.now_ms)
-    assert _tree_view(fresh.tree) == _tree_view(h.core.tree)
+    assert _tree_view(fresh.tree) == _tree_view(h.replica.tree)
     txn_log.close()
 
 
@@ -165,7 +165,7 @@ def test_fuzzy_snapshot_spanning_many_chunks_keeps_every_node(tmp_path, monkeypa
 def test_replay_of_encoded_txns_gives_what_the_generic_replay_gives(tmp_path, seed):
     """Restore reads setData and multis straight from their bytes (DataTree.replay_encoded)
     and everything else through the generic codec; a mixed log must give the same tree,
-    sessions and ephemerals as replaying every decoded txn with ServerCore.replay."""
+    sessions and ephemerals as replaying every decoded txn with ReplicaCore.replay."""
     import random
 
     from jute.opcodes import MultiOp
@@ -199,16 +199,16 @@ def test_replay_of_encoded_txns_gives_what_the_generic_replay_gives(tmp_path, se
     txn_log.append(h.logged)
     assert any(hdr.type == OpCode.multi for hdr, _ in h.logged)
 
-    fresh = ServerCore(CoreSettings(), h.now_ms)
+    fresh = ReplicaCore(CoreSettings(), h.now_ms)
     restore(fresh, txn_log, h.now_ms)
-    generic = ServerCore(CoreSettings(), h.now_ms)
+    generic = ReplicaCore(CoreSettings(), h.now_ms)
     for hdr, txn in txn_log.txns_after(0):
         generic.replay(hdr, txn, h.now_ms)
     generic.restored(h.now_ms)
-    assert _tree_view(fresh.tree) == _tree_view(generic.tree) == _tree_view(h.core.tree), seed
-    assert fresh.tree.ephemerals == generic.tree.ephemerals == h.core.tree.ephemerals
+    assert _tree_view(fresh.tree) == _tree_view(generic.tree) == _tree_view(h.replica.tree), seed
+    assert fresh.tree.ephemerals == generic.tree.ephemerals == h.replica.tree.ephemerals
     assert fresh.sessions.sessions.keys() == generic.sessions.sessions.keys()
-    assert fresh.prep.next_zxid == generic.prep.next_zxid == h.core.tree.last_zxid + 1
+    assert fresh.prep.next_zxid == generic.prep.next_zxid == h.replica.tree.last_zxid + 1
     txn_log.close()
 
 

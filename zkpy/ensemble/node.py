@@ -1,21 +1,23 @@
-"""One ensemble member: the ZAB peer, the server core and the storage, glued together.
+"""One ensemble member: the ZAB peer, the replica core and the storage, glued together.
 
 No sockets and no clock: the owner (the asyncio runtime, or the simulator) delivers messages,
 ticks and log syncs, and sends what ``process`` returns. ``process`` carries out the peer's
 ``Ready`` in the order ``ZabPeer`` requires (epochs, truncation/snapshot, appends, commits,
-messages), then moves the core's outputs (prepared txns, forwarded writes, syncs, session
-touches) into the peer, until neither has more to say.
+messages), then moves the replica core's outputs (prepared txns, forwarded commands, syncs, session
+touches) into the peer, until neither has more to say. It never sees a front end: forwarded
+commands travel as the core's neutral ``Request``s, tagged with the front end that made them.
 """
 
 from __future__ import annotations
 
 import structlog
 
-from zkpy.core import FOLLOWER, LEADER, READ_ONLY, ServerCore
-from zkpy.ensemble.storage import Storage
-from zkpy.storage.records import decode_snapshot, encode_snapshot
 from jute import Err, OpCode
-from zkpy.pipeline.request import KeeperError
+
+from zkpy.ensemble.storage import Storage
+from zkpy.replica.core import FOLLOWER, LEADER, READ_ONLY, ReplicaCore
+from zkpy.replica.request import KeeperError, Request
+from zkpy.storage.records import decode_snapshot, encode_snapshot
 from zkpy.zab import messages as m
 from zkpy.zab.membership import (Membership, ReconfigError, format_membership,
                                  parse_membership, plan)
@@ -30,7 +32,7 @@ NOT_SERVING = "not-serving"
 
 
 class EnsembleNode:
-    def __init__(self, peer: ZabPeer, core: ServerCore, storage: Storage,
+    def __init__(self, peer: ZabPeer, core: ReplicaCore, storage: Storage,
                  read_only_when_not_serving: bool = False,
                  membership: Membership | None = None, on_membership=None) -> None:
         self.peer = peer
@@ -120,7 +122,7 @@ class EnsembleNode:
         if ready.commit_to is not None:
             self._apply_up_to(ready.commit_to, now_ms)
         for sender, forward in ready.forwarded:
-            self.core.handle_forwarded(forward, now_ms)
+            self.core.handle_forwarded(_command(forward), now_ms)
         if ready.touched_sessions:
             self.core.touch_sessions(ready.touched_sessions, now_ms)
         for session_id, xid in ready.sync_done:
@@ -149,17 +151,15 @@ class EnsembleNode:
             # Writes and syncs leave in the order the clients sent them: the leader answers a
             # sync after the commits before it, and the follower matches those commits and
             # that answer to the session's queue in that same order.
-            forwards, core.forwards = core.forwards, []
-            for forward in forwards:
-                session_id, xid, op_type = forward[0], forward[1], forward[2]
-                if op_type == _SYNC:
-                    passed = self.peer.request_sync(session_id, xid)
+            for request in core.take_forwards():
+                if request.type == _SYNC:
+                    passed = self.peer.request_sync(request.session_id, request.xid)
                 else:
-                    passed = self.peer.forward(m.Forward(*forward))
+                    passed = self.peer.forward(_forward(request))
                 if not passed:
                     # No leader to take it: the client must not wait for a reply that cannot
                     # come; a lost connection tells it to retry elsewhere.
-                    core.not_passed_on(session_id, xid)
+                    core.not_passed_on(request, now_ms)
 
     def _apply_up_to(self, zxid: int, now_ms: int) -> None:
         core = self.core
@@ -254,9 +254,7 @@ class EnsembleNode:
         tree, sessions, snapshot_zxid = self.storage.load_snapshot()
         core = self.core
         core.reload_tree(tree)
-        core.sessions.sessions.clear()
-        for session_id, timeout_ms in sessions:
-            core.sessions.add(session_id, timeout_ms, now_ms)
+        core.replace_sessions(sessions, now_ms)
         for hdr, txn in self.storage.read_txns(snapshot_zxid, 1 << 63):
             core.replay(hdr, txn, now_ms)
         self.unapplied.clear()
@@ -268,9 +266,7 @@ class EnsembleNode:
         self.storage.install_snapshot(snap.zxid, tree, sessions)
         core = self.core
         core.reload_tree(tree)
-        core.sessions.sessions.clear()
-        for session_id, timeout_ms in sessions:
-            core.sessions.add(session_id, timeout_ms, now_ms)
+        core.replace_sessions(sessions, now_ms)
         self.unapplied.clear()
         log.info("snapshot installed from leader", peer=self.server_id, zxid=hex(snap.zxid))
 
@@ -293,3 +289,14 @@ class EnsembleNode:
             self._stamp_initial_membership(peer.current_epoch)
         self.core.become(role, now_ms, epoch=peer.epoch if role == LEADER else 0)
         self.core.plan_reconfigs_with(self.plan_reconfig if role == LEADER else None)
+
+
+def _forward(request: Request) -> m.Forward:
+    """A follower's write as the leader gets it: the front end's tag and the neutral command."""
+    return m.Forward(request.frontend, request.session_id, request.xid, int(request.type),
+                     request.body, request.auth_info)
+
+
+def _command(forward: m.Forward) -> Request:
+    return Request(forward.session_id, forward.xid, forward.type, forward.body,
+                   tuple(forward.auth_info), frontend=forward.frontend)

@@ -15,7 +15,7 @@ import time
 
 from jute import OpCode
 
-from zkpy.protocol.connection import CLOSED
+from zkpy.frontends.zookeeper.connection import CLOSED
 from zkpy.runtime.server_metrics import ServerMetrics
 
 VERSION = "3.8.0-zkpy, built on 2026-11-26 00:00 UTC"
@@ -75,26 +75,26 @@ def _java_date(ms: int) -> str:
 
 
 def srvr(server) -> str:
-    core = server.core
+    replica, zookeeper = server.replica, server.zookeeper
     return (f"Zookeeper version: {VERSION}\n"
-            f"Latency min/avg/max: {_latency(core.stats)}\n"
-            f"Received: {core.stats.packets_received}\n"
-            f"Sent: {core.stats.packets_sent}\n"
+            f"Latency min/avg/max: {_latency(zookeeper.stats)}\n"
+            f"Received: {zookeeper.stats.packets_received}\n"
+            f"Sent: {zookeeper.stats.packets_sent}\n"
             f"Connections: {len(server.connections)}\n"
-            f"Outstanding: {core.outstanding_requests()}\n"
-            f"Zxid: {_hex(core.tree.last_zxid)}\n"
+            f"Outstanding: {zookeeper.outstanding_requests()}\n"
+            f"Zxid: {_hex(replica.tree.last_zxid)}\n"
             f"Mode: {_mode(server)}\n"
-            f"Node count: {znode_count(core.tree)}\n"
+            f"Node count: {znode_count(replica.tree)}\n"
             + ("Proposal sizes last/min/max: -1/-1/-1\n" if _mode(server) == "leader" else ""))
 
 
 def _client_line(server, handler, detailed: bool) -> str:
-    core = server.core
-    conn = core.connections.get(handler.connection_id)
+    replica, zookeeper = server.replica, server.zookeeper
+    conn = zookeeper.connections.get(handler.connection_id)
     received = conn.packets_received if conn else 0
     sent = conn.packets_sent if conn else 0
     session_id = conn.session_id if conn else 0
-    queued = len(core.pending.get(session_id, ())) if session_id else 0
+    queued = len(zookeeper.pending.get(session_id, ())) if session_id else 0
     interest = "1"
     if handler.protocol.state == CLOSED:
         # The connection asking (a four-letter word): ZooKeeper has stopped reading it
@@ -104,12 +104,12 @@ def _client_line(server, handler, detailed: bool) -> str:
     line = (f" /{handler.peer_host}:{handler.peer_port}[{interest}]"
             f"(queued={queued},recved={received},sent={sent}")
     if detailed and session_id:
-        line += _session_details(core, conn)
+        line += _session_details(replica, conn)
     return line + ")\n"
 
 
-def _session_details(core, conn) -> str:
-    session = core.sessions.get(conn.session_id)
+def _session_details(replica, conn) -> str:
+    session = replica.sessions.get(conn.session_id)
     latency = conn.latency
     avg = latency.latency_total_ms // latency.latency_count if latency.latency_count else 0
     details = (f",sid={_hex(conn.session_id)}"
@@ -138,9 +138,9 @@ def state_values(server) -> list[tuple[str, object]]:
     """The server's state as mntr reports it: ZooKeeper's names without the ``zk_`` prefix,
     typed values (floats are ZooKeeper's doubles), in ZooKeeper's order. These are the gauges
     of the Prometheus endpoint."""
-    core = server.core
-    tree = core.tree
-    stats = core.stats
+    replica, zookeeper = server.replica, server.zookeeper
+    tree = replica.tree
+    stats = zookeeper.stats
     ephemerals = sum(len(p) for p in tree.ephemerals.values())
     return [
         ("version", VERSION),
@@ -148,12 +148,12 @@ def state_values(server) -> list[tuple[str, object]]:
         ("ephemerals_count", ephemerals),
         ("num_alive_connections", len(server.connections)),
         ("avg_latency", round(_avg_latency(stats), 4)),
-        ("outstanding_requests", core.outstanding_requests()),
+        ("outstanding_requests", zookeeper.outstanding_requests()),
         ("znode_count", znode_count(tree)),
-        ("global_sessions", len(core.sessions.sessions)),
+        ("global_sessions", len(replica.sessions.sessions)),
         ("packets_sent", stats.packets_sent),
         ("packets_received", stats.packets_received),
-        ("watch_count", core.watches.watch_count()),
+        ("watch_count", zookeeper.watches.watch_count()),
         ("min_latency", stats.latency_min_ms),
         ("max_file_descriptor_count", _max_fds()),
         ("approximate_data_size", tree.approximate_data_bytes()),
@@ -161,7 +161,7 @@ def state_values(server) -> list[tuple[str, object]]:
         ("local_sessions", 0),
         ("uptime", server.uptime_ms()),
         ("max_latency", stats.latency_max_ms),
-        ("throttled_ops", core.stats.watch_limit_rejections),
+        ("throttled_ops", zookeeper.stats.watch_limit_rejections),
         ("large_requests_rejected", server.large_requests_rejected),
         ("connection_rejected", server.connections_rejected),
         ("request_throttle_wait_count", server.throttle_count),
@@ -304,7 +304,7 @@ def envi(server) -> str:
 # listed here. Persistent watches sit in both tables, so they are listed.
 
 def wchs(server) -> str:
-    table = server.core.watches.data
+    table = server.zookeeper.watches.data
     return (f"{len(table.by_session)} connections watching {len(table.by_path)} paths\n"
             f"Total watches:{table.count()}\n")
 
@@ -319,13 +319,13 @@ def _sorted_paths(paths) -> list[str]:
 
 
 def wchc(server) -> str:
-    table = server.core.watches.data
+    table = server.zookeeper.watches.data
     return "".join(f"{_hex(sid)}\n" + "".join(f"\t{p}\n" for p in _sorted_paths(owned))
                    for sid, owned in sorted(table.by_session.items())) + "\n"
 
 
 def wchp(server) -> str:
-    table = server.core.watches.data
+    table = server.zookeeper.watches.data
     by_path = sorted(((_path_text(path), sids) for path, sids in table.by_path.items()),
                      key=lambda item: item[0])
     return "".join(f"{path}\n" + "".join(f"\t{_hex(s)}\n" for s in sorted(sids))
@@ -345,7 +345,7 @@ def _expiry_sets(title: str, buckets: dict[int, list[str]], count: int) -> list[
 def _connection_expiry_ms(server, conn) -> int:
     """A connection expires with its session; one without a session after ZooKeeper's
     sessionless-connection timeout, rounded up to a tick as its expiry queue rounds it."""
-    session = server.core.sessions.get(conn.session_id) if conn.session_id else None
+    session = server.replica.sessions.get(conn.session_id) if conn.session_id else None
     if session is not None:
         return session.expires_at_ms
     tick = server.config.tick_ms
@@ -353,14 +353,14 @@ def _connection_expiry_ms(server, conn) -> int:
 
 
 def dump(server) -> str:
-    core = server.core
-    sessions = core.sessions.sessions
+    replica, zookeeper = server.replica, server.zookeeper
+    sessions = replica.sessions.sessions
     session_buckets: dict[int, list[str]] = {}
     for session in sorted(sessions.values(), key=lambda s: s.session_id):
         session_buckets.setdefault(session.expires_at_ms, []).append(_hex(session.session_id))
     lines = ["SessionTracker dump:"]
     lines += _expiry_sets("Session", session_buckets, len(sessions))
-    ephemerals = core.tree.ephemerals
+    ephemerals = replica.tree.ephemerals
     lines.append("ephemeral nodes dump:")
     lines.append(f"Sessions with Ephemerals ({len(ephemerals)}):")
     for session_id, owned in sorted(ephemerals.items()):
@@ -368,7 +368,7 @@ def dump(server) -> str:
         lines.extend(f"\t{p}" for p in sorted(owned))
     connection_buckets: dict[int, list[str]] = {}
     for handler in server.connections.values():
-        conn = core.connections.get(handler.connection_id)
+        conn = zookeeper.connections.get(handler.connection_id)
         if conn is None:
             continue
         connection_buckets.setdefault(_connection_expiry_ms(server, conn), []).append(
@@ -387,7 +387,7 @@ def dirs(server) -> str:
 
 def crst(server) -> str:
     # ServerCnxn.resetStats: packet counts, latencies and the last-operation fields.
-    for conn in server.core.connections.values():
+    for conn in server.zookeeper.connections.values():
         conn.packets_received = 0
         conn.packets_sent = 0
         conn.last_op = None
@@ -401,7 +401,7 @@ def crst(server) -> str:
 
 def srst(server) -> str:
     # ServerStats.reset, which resets ZooKeeper's metrics too (mntr's summaries start over).
-    server.core.stats.reset()
+    server.zookeeper.stats.reset()
     server.metrics.reset()
     return "Server stats reset.\n"
 
@@ -436,7 +436,7 @@ def answer(server, word: str) -> str:
     if word in _NEED_SERVING and not server.serving():
         return NOT_SERVING
     # ZooKeeper counts a four-letter word as a received packet and its answer as a sent one.
-    stats = server.core.stats
+    stats = server.zookeeper.stats
     stats.packets_received += 1
     text = COMMANDS[word](server)
     stats.packets_sent += 1

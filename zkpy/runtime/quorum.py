@@ -1,9 +1,9 @@
 """An ensemble member: the standalone runtime plus the ZAB peer and its links.
 
-The client side is the standalone server's (same sockets, same core); what changes is the
-order stage. Txns the core prepares (as leader) or forwards (as follower) go through the
-EnsembleNode; the node's appends are group-committed by ``RocksStorage.flush`` in a worker
-thread, and only then is the peer told (``log_durable``), which is what lets it acknowledge.
+The client side is the standalone server's (same sockets, same front end, same replica core);
+what changes is the order stage. Txns the replica core prepares (as leader) or forwards (as
+follower) go through the EnsembleNode; the node's appends are group-committed by
+``RocksStorage.flush`` in a worker thread, and only then is the peer told (``log_durable``), which is what lets it acknowledge.
 Clients are accepted only while the member serves (an established leader or a synced
 follower); when it stops serving every client connection is closed, as ZooKeeper does.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import structlog
 
 from zkpy.config import ConfigError, ServerConfig
-from zkpy.core import LEADER, READ_ONLY
+from zkpy.replica.core import LEADER, READ_ONLY
 from zkpy.ensemble.node import EnsembleNode
-from zkpy.protocol.connection import Connect
+from zkpy.frontends.zookeeper.connection import Connect
 from zkpy.runtime import tls
 from zkpy.runtime.peers import LinkSet
 from zkpy.runtime.server import ClientHandler, Server, now_ms
@@ -80,22 +80,22 @@ class QuorumServer(Server):
                                 init_limit=config.init_limit, sync_limit=config.sync_limit,
                                 observers=self.observers)
         peer = ZabPeer(settings, accepted, current, self.storage.logged_zxids(floor), floor,
-                       self.core.tree.last_zxid, time_ms)
-        self.node = EnsembleNode(peer, self.core, self.storage,
+                       self.replica.tree.last_zxid, time_ms)
+        self.node = EnsembleNode(peer, self.replica, self.storage,
                                  read_only_when_not_serving=config.read_only_mode_enabled,
                                  membership=self.membership, on_membership=self._membership_changed)
         self.node.on_reset_link = self._reset_link
         if self.my_id not in self.voters | self.observers:
             peer.activate(self.voters, self.observers)  # removed by a reconfig: stays out
         log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
-                 current_epoch=current, zxid=hex(self.core.tree.last_zxid))
+                 current_epoch=current, zxid=hex(self.replica.tree.last_zxid))
 
     def _adopt_committed_membership(self) -> None:
         """With reconfig enabled, a membership committed by reconfig (in the restored tree)
         overrides the server lines of zoo.cfg, as ZooKeeper's dynamic config file does."""
         if not self.config.reconfig_enabled:
             return
-        data = self.core.tree.nodes["/zookeeper/config"].data or b""
+        data = self.replica.tree.nodes["/zookeeper/config"].data or b""
         committed = parse_membership(data.decode(errors="replace"))
         if committed is not None and committed.version > self.membership.version:
             self._set_membership(committed)
@@ -105,7 +105,7 @@ class QuorumServer(Server):
         (a local change, not a txn: every member writes the same text at start-up)."""
         if self.membership.version:
             return  # the tree already holds the committed text
-        node = self.core.tree.nodes["/zookeeper/config"]
+        node = self.replica.tree.nodes["/zookeeper/config"]
         node.data = format_membership(self.membership).encode()
         node.version = -1
         node.mtime = time_ms

@@ -1,9 +1,10 @@
-"""The runtime: sockets, the event loop, the clock and the disk around the sans-IO core.
+"""The runtime: sockets, the event loop, the clock and the disk around the sans-IO cores.
 
 This is the only layer that reads the time, touches sockets or writes to RocksDB. Each event
-loop turn it feeds what arrived into the core, then (``_flush``) group-commits the txns the core
-prepared: one synced RocksDB write for the whole batch, in a worker thread so the loop keeps
-reading, then hands the batch back to the core to apply and answer, then writes every
+loop turn it feeds what arrived into the ZooKeeper front end, then (``_flush``) group-commits
+the txns the replica core prepared: one synced RocksDB write for the whole batch, in a worker
+thread so the loop keeps reading, then hands the batch back to the replica core to apply (its
+change feed completes the front end's requests), then writes every
 connection's replies in one ``transport.write``. At most one sync is in flight; txns prepared
 meanwhile form the next batch.
 """
@@ -21,9 +22,10 @@ import structlog
 from jute import records as r
 
 from zkpy.config import ServerConfig
-from zkpy.core import CoreSettings, ServerCore
-from zkpy.protocol.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
+from zkpy.frontends.zookeeper.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
+from zkpy.frontends.zookeeper.frontend import ZooKeeperFrontEnd
+from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
 from zkpy.runtime.admin import start_monitoring
 from zkpy.runtime.server_metrics import ServerMetrics
@@ -31,7 +33,7 @@ from zkpy.storage.recovery import restore
 from zkpy.storage import snapfile
 from zkpy.storage.fuzzy import FuzzySnapshot
 from zkpy.storage.txnlog import TxnLog
-from zkpy.tree import acl as acls
+from zkpy.tree.acl import AclChecker
 
 log = structlog.get_logger("zkpy.server")
 
@@ -44,7 +46,7 @@ def now_ms() -> int:
 
 
 class ClientHandler(asyncio.Protocol):
-    """One client socket: bytes to the sans-IO connection, events to the core."""
+    """One client socket: bytes to the sans-IO connection, events to the ZooKeeper front end."""
 
     def __init__(self, server: "Server", connection_id: int, secure: bool = False) -> None:
         self.server = server
@@ -69,9 +71,9 @@ class ClientHandler(asyncio.Protocol):
             return
         if not self.server.admit(self):
             return
-        self.server.core.connection_opened(self.connection_id, self.peer_host, now_ms())
+        self.server.zookeeper.connection_opened(self.connection_id, self.peer_host, now_ms())
         if certificate_ids:
-            self.server.core.add_auth(self.connection_id, certificate_ids)
+            self.server.zookeeper.add_auth(self.connection_id, certificate_ids)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -138,7 +140,7 @@ class ClientHandler(asyncio.Protocol):
 
 
 class Server:
-    """A standalone zkpy server: one core, one log, one listening socket."""
+    """A standalone zkpy server: one replica core, one log, the ZooKeeper client listeners."""
 
     def __init__(self, config: ServerConfig, server_id: int = 0,
                  session_secret: bytes | None = None) -> None:
@@ -151,7 +153,7 @@ class Server:
         self.tls_context = (tls.server_context(config.tls)
                             if config.secure_client_port and config.tls else None)
         sasl_authenticator = sasl.authenticator(config)
-        acls.configure_providers(config.auth.schemes, config.auth.x509_super_user,
+        acl_checker = AclChecker(config.auth.schemes, config.auth.x509_super_user,
                                  config.auth.sasl_any_user)
         for provider in config.auth.unknown_providers:
             log.warning("auth provider class zkpy does not have; ignored", provider=provider)
@@ -170,9 +172,12 @@ class Server:
             super_digest=config.super_digest,
             max_watches_per_session=config.max_watches_per_session,
             reconfig_enabled=bool(server_id) and config.reconfig_enabled,
+            acl_checker=acl_checker,
         )
-        self.core = ServerCore(settings, start_ms)
-        self.core.sasl = sasl_authenticator
+        # The replica core holds the tree, the sessions and the write pipeline; the ZooKeeper
+        # front end, the client protocol over it.
+        self.replica = ReplicaCore(settings, start_ms)
+        self.zookeeper = ZooKeeperFrontEnd(self.replica, sasl_authenticator)
         self.started_ms = start_ms
         self.connections: dict[int, ClientHandler] = {}
         self._ids = itertools.count(1)
@@ -203,7 +208,7 @@ class Server:
             log.info("restoring", stage=stage, count=count)
 
         with tuning.paused():
-            restore(self.core, self.txn_log, now_ms(), progress)
+            restore(self.replica, self.txn_log, now_ms(), progress)
         tuning.settle()
         self.txns_since_snapshot = 0
 
@@ -229,7 +234,7 @@ class Server:
         await self._start_ensemble()
         log.info("serving", address=self.config.client_port_address,
                  port=self.config.client_port if self.serves_plaintext() else None,
-                 zxid=hex(self.core.tree.last_zxid), mode=self.mode())
+                 zxid=hex(self.replica.tree.last_zxid), mode=self.mode())
         self._tasks = [asyncio.create_task(work) for work in self._periodic_work()]
         if self.config.purge_interval_hours > 0:
             self._tasks.append(asyncio.create_task(self._purger()))
@@ -241,7 +246,7 @@ class Server:
             self._stopping.set()
 
     async def _shutdown(self) -> None:
-        log.info("shutting down", zxid=hex(self.core.tree.last_zxid))
+        log.info("shutting down", zxid=hex(self.replica.tree.last_zxid))
         if self._listener is not None:
             self._listener.close()
         if self._secure_listener is not None:
@@ -290,7 +295,7 @@ class Server:
         self._per_ip[handler.peer_host] -= 1
         if self._per_ip[handler.peer_host] <= 0:
             del self._per_ip[handler.peer_host]
-        self.core.connection_closed(handler.connection_id, now_ms())
+        self.zookeeper.connection_closed(handler.connection_id, now_ms())
 
     def serves_plaintext(self) -> bool:
         """As ZooKeeper: a zoo.cfg with secureClientPort and no clientPort (nor a client port on
@@ -327,20 +332,20 @@ class Server:
         return tuple(ids)
 
     def session_of(self, connection_id: int) -> str | None:
-        conn = self.core.connections.get(connection_id)
+        conn = self.zookeeper.connections.get(connection_id)
         if conn is None or not conn.session_id:
             return None
         return hex(conn.session_id & 0xFFFFFFFFFFFFFFFF)
 
     def handle_events(self, handler: ClientHandler, events: list) -> None:
-        core = self.core
+        zookeeper = self.zookeeper
         time_ms = now_ms()
         connection_id = handler.connection_id
         for event in events:
             if type(event) is Request:
-                core.handle_request(connection_id, event.xid, event.type, event.payload, time_ms)
+                zookeeper.handle_request(connection_id, event.xid, event.type, event.payload, time_ms)
             elif type(event) is Connect:
-                core.handle_connect(connection_id, event.request, time_ms)
+                zookeeper.handle_connect(connection_id, event.request, time_ms)
             elif type(event) is FourLetterWord:
                 handler.write(fourletter.answer(self, event.word).encode())
                 handler.close()
@@ -357,7 +362,7 @@ class Server:
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self._sync_in_flight:
-            batch = self.core.take_log_batch()
+            batch = self.replica.take_log_batch()
             if batch:
                 if self._sync_inline(batch):
                     return  # durable, applied and flushed again (_batch_durable)
@@ -372,7 +377,7 @@ class Server:
         nothing to overlap with the fsync, and the two thread hand-offs of the worker path
         (~55 us of a ~250 us write at 1 session x depth 1) are saved. Batches of more go to
         the worker, so reads and prep carry on during their fsync."""
-        if len(batch) != 1 or len(self.core.pending) > 1:
+        if len(batch) != 1 or len(self.zookeeper.pending) > 1:
             return False
         try:
             self.txn_log.append(batch)
@@ -396,7 +401,7 @@ class Server:
         self.stop()
 
     def _batch_durable(self, batch: list) -> None:
-        self.core.log_durable(batch, now_ms())
+        self.replica.log_durable(batch, now_ms())
         self.txn_count += len(batch)
         self.txns_since_snapshot += len(batch)
         if self.txns_since_snapshot >= self.config.snap_count:
@@ -406,7 +411,7 @@ class Server:
     def _apply_backpressure(self) -> None:
         """globalOutstandingLimit: above it, stop reading from every client until half of the
         outstanding requests are answered, instead of queueing without bound."""
-        outstanding = self.core.outstanding_requests()
+        outstanding = self.zookeeper.outstanding_requests()
         limit = self.config.global_outstanding_limit
         if not self.throttled and outstanding > limit:
             self.throttled = True
@@ -421,10 +426,10 @@ class Server:
                 handler.resume_reads_after_throttle()
 
     def _send_outbox(self) -> None:
-        core = self.core
-        outbox = core.outbox
+        zookeeper = self.zookeeper
+        outbox = zookeeper.outbox
         if outbox:
-            core.outbox = []
+            zookeeper.outbox = []
             grouped: dict[int, list[bytes]] = {}
             for connection_id, data in outbox:
                 parts = grouped.get(connection_id)
@@ -437,8 +442,8 @@ class Server:
                 handler = connections.get(connection_id)
                 if handler is not None:
                     handler.write(parts[0] if len(parts) == 1 else b"".join(parts))
-        if core.to_close:
-            doomed, core.to_close = core.to_close, []
+        if zookeeper.to_close:
+            doomed, zookeeper.to_close = zookeeper.to_close, []
             for connection_id in doomed:
                 handler = self.connections.get(connection_id)
                 if handler is not None:
@@ -447,21 +452,21 @@ class Server:
     # -- periodic work ------------------------------------------------------------------------
 
     def _periodic_work(self) -> list:
-        """The loops that drive the core's clock: session expiry and container reaping."""
+        """The loops that drive the replica core's clock: session expiry and container reaping."""
         return [self._ticker(), self._reaper()]
 
     async def _ticker(self) -> None:
         interval_s = min(self.config.tick_ms, 500) / 1000
         while True:
             await asyncio.sleep(interval_s)
-            self.core.tick(now_ms())
+            self.replica.tick(now_ms())
             self._schedule_flush()
 
     async def _reaper(self) -> None:
         interval_s = self.config.container_check_interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
-            self.core.reap_containers(now_ms())
+            self.replica.reap_containers(now_ms())
             self._schedule_flush()
 
     async def _purger(self) -> None:
@@ -484,10 +489,10 @@ class Server:
         loop turns while txns keep applying, and stored under the zxid applied when it began;
         recovery replays the log from there, skipping what the snapshot already holds
         (DataTree.apply_replayed)."""
-        tree = self.core.tree
+        tree = self.replica.tree
         start_zxid = tree.last_zxid
         started = time.monotonic()
-        sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
+        sessions = [(s.session_id, s.timeout_ms) for s in self.replica.sessions.sessions.values()]
         loop = asyncio.get_running_loop()
         try:
             path = self.txn_log.new_snapshot_path(start_zxid)
@@ -499,7 +504,7 @@ class Server:
                     sessions, now_ms())
             else:
                 chunks, count = await self._encode_tree(tree)
-                if self.core.tree is not tree:
+                if self.replica.tree is not tree:
                     log.info("snapshot abandoned: the tree was replaced", zxid=hex(start_zxid))
                     return
                 self._snapshot_write = loop.run_in_executor(

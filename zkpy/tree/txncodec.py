@@ -28,6 +28,9 @@ _HEADER = struct.Struct(">qiqqi")  # TxnHeader: client_id, cxid, zxid, time_ms, 
 _SUB_TXN_HEAD = struct.Struct(">ii")  # a multi's Txn record: type, then its data's length
 _TXN_TAIL = struct.Struct(">?i")  # CreateTxn's ephemeral flag and parent_cversion
 _FLAGS = struct.Struct(">i")  # CreateRequest's create mode
+# The two ACL memos (_acl_memo here, _last_acl_encoded below) are caches of pure functions
+# between immutable values (vector bytes -> tuple of ACLs, tuple -> bytes): every server of a
+# process may share them, since what they return never depends on who filled them.
 _ACL_VECTOR_MEMO_LIMIT = 16  # distinct ACL lists remembered; a miss scans them all
 _acl_memo: list[tuple[bytes, tuple]] = []  # (raw vector bytes, the ACLs as a tuple)
 _new = tuple.__new__

@@ -87,11 +87,14 @@ class PingReply(NamedTuple):
 
 
 class Forward(NamedTuple):
-    """A client write received by a follower, for the leader to prepare."""
+    """A client write received by a follower, for the leader to prepare: the tag of the front
+    end that made it and its command (``body`` is the decoded record, never wire bytes; each
+    peer encoding encodes it its own way)."""
+    frontend: str
     session_id: int
     xid: int
     type: int
-    payload: bytes
+    body: object
     auth_info: tuple
 
 

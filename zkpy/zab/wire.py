@@ -1,7 +1,8 @@
 """Peer messages on the wire: a type byte, then the message as a Jute record.
 
 Frames are length-prefixed like client frames. Txns travel as TxnHeader + txn record (the log's
-own encoding), so a follower logs exactly the bytes the leader logged.
+own encoding), so a follower logs exactly the bytes the leader logged. A forwarded command's
+body is encoded here from its record (``zkpy.replica.commands``), and decoded back into one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from jute.codegen import make_record
 from jute.errors import JuteDecodeError
 from jute.primitives import Bool, Buffer, Int, Long, UString, Vector, record_struct as S
 from jute import records as r
+from zkpy.replica.commands import decode_body, encode_body
 from zkpy.tree.txncodec import decode_txn, encode_txn
 from zkpy.zab import messages as m
 
@@ -30,7 +32,7 @@ SnapRecord = make_record("SnapRecord", S("zxid" / Long, "payload" / Buffer))
 TxnRecord = make_record("TxnRecord", S("txn" / Buffer))
 SessionsRecord = make_record("SessionsRecord", S("sessions" / Vector(Long)))
 ForwardRecord = make_record("ForwardRecord", S(
-    "session_id" / Long, "xid" / Int, "type" / Int, "payload" / Buffer,
+    "frontend" / UString, "session_id" / Long, "xid" / Int, "type" / Int, "body" / Buffer,
     "auth" / Vector(r.Id.construct)))
 SessionXidRecord = make_record("SessionXidRecord", S("session_id" / Long, "xid" / Int))
 HelloRecord = make_record("HelloRecord", S("server_id" / Long, "address" / UString))
@@ -51,8 +53,8 @@ _ENCODERS = {
     m.Inform: (13, lambda x: TxnRecord.encode((encode_txn(x.hdr, x.txn),))),
     m.Ping: (14, lambda x: ZxidRecord.encode((x.commit_zxid,))),
     m.PingReply: (15, lambda x: SessionsRecord.encode((list(x.touched_sessions),))),
-    m.Forward: (16, lambda x: ForwardRecord.encode((x.session_id, x.xid, x.type, x.payload,
-                                                    list(x.auth_info)))),
+    m.Forward: (16, lambda x: ForwardRecord.encode((
+        x.frontend, x.session_id, x.xid, x.type, encode_body(x.type, x.body), list(x.auth_info)))),
     m.SyncRequest: (17, lambda x: SessionXidRecord.encode(tuple(x))),
     m.SyncReply: (18, lambda x: SessionXidRecord.encode(tuple(x))),
 }
@@ -85,7 +87,14 @@ _DECODERS = {
 
 
 def _forward(record) -> m.Forward:
-    return m.Forward(record.session_id, record.xid, record.type, record.payload, tuple(record.auth))
+    """A forwarded command; its body is decoded here, so a body that does not parse is a bad
+    peer message (the link is dropped), never a command the leader would prepare."""
+    try:
+        body = decode_body(record.type, record.body, 0)
+    except KeyError:
+        raise JuteDecodeError(f"forwarded command with unknown opcode {record.type}") from None
+    return m.Forward(record.frontend, record.session_id, record.xid, record.type, body,
+                     tuple(record.auth))
 
 
 _LENGTH = struct.Struct(">i")

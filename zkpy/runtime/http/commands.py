@@ -54,22 +54,22 @@ async def _dir_sizes(server) -> tuple[int, int]:
 def _data_watches(server):
     """ZooKeeper's wchs/wchc/wchp (and their JSON) list the data-watch table only, as the
     4lw do (see fourletter)."""
-    return server.core.watches.data
+    return server.zookeeper.watches.data
 
 
 def _connection_info(server, handler, full: bool) -> dict:
-    core = server.core
-    conn = core.connections.get(handler.connection_id)
+    replica, zookeeper = server.replica, server.zookeeper
+    conn = zookeeper.connections.get(handler.connection_id)
     session_id = conn.session_id if conn is not None else 0
     info = {
         "remote_socket_address": f"{handler.peer_host}:{handler.peer_port}",
         "interest_ops": 0 if handler.closed else 1,
-        "outstanding_requests": len(core.pending.get(session_id, ())) if session_id else 0,
+        "outstanding_requests": len(zookeeper.pending.get(session_id, ())) if session_id else 0,
         "packets_received": conn.packets_received if conn else 0,
         "packets_sent": conn.packets_sent if conn else 0,
     }
     if full:
-        session = core.sessions.get(session_id) if session_id else None
+        session = replica.sessions.get(session_id) if session_id else None
         latency = getattr(conn, "latency", None)
         count = latency.latency_count if latency is not None else 0
         info.update({
@@ -102,8 +102,8 @@ async def cmd_ruok(ctx: Context) -> dict:
 
 async def cmd_server_stats(ctx: Context) -> dict:
     server = ctx.server
-    core = server.core
-    low, avg, high = latency_ms(core.stats)
+    replica, zookeeper = server.replica, server.zookeeper
+    low, avg, high = latency_ms(zookeeper.stats)
     data_size, log_size = await _dir_sizes(server)
     response_stats = {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1}
     mode = server.mode()
@@ -111,16 +111,16 @@ async def cmd_server_stats(ctx: Context) -> dict:
         "version": fourletter.VERSION,
         "read_only": mode == "read-only",
         "server_stats": {
-            "packets_sent": core.stats.packets_sent,
-            "packets_received": core.stats.packets_received,
+            "packets_sent": zookeeper.stats.packets_sent,
+            "packets_received": zookeeper.stats.packets_received,
             "fsync_threshold_exceed_count": 0,
             "client_response_stats": dict(response_stats),
             "data_dir_size": data_size,
             "log_dir_size": log_size,
             "provider_null": False,
             "server_state": mode,
-            "last_processed_zxid": core.tree.last_zxid,
-            "outstanding_requests": core.outstanding_requests(),
+            "last_processed_zxid": replica.tree.last_zxid,
+            "outstanding_requests": zookeeper.outstanding_requests(),
             "avg_latency": avg,
             "max_latency": high,
             "min_latency": low,
@@ -131,7 +131,7 @@ async def cmd_server_stats(ctx: Context) -> dict:
             "non_mtlslocal_conn_count": 0,
         },
         "client_response": dict(response_stats),
-        "node_count": fourletter.znode_count(core.tree),
+        "node_count": fourletter.znode_count(replica.tree),
     }
 
 
@@ -159,7 +159,7 @@ async def cmd_configuration(ctx: Context) -> dict:
         "max_client_cnxns": config.max_client_cnxns,
         "min_session_timeout": config.min_session_timeout,
         "max_session_timeout": config.max_session_timeout,
-        "server_id": getattr(ctx.server.core.settings, "server_id", 0),
+        "server_id": getattr(ctx.server.replica.settings, "server_id", 0),
         "client_port_listen_backlog": -1,
     }
 
@@ -203,12 +203,12 @@ async def cmd_watches_by_path(ctx: Context) -> dict:
 
 
 async def cmd_dump(ctx: Context) -> dict:
-    core = ctx.server.core
+    replica = ctx.server.replica
     expiry: dict[str, list[int]] = {}
-    for session in sorted(core.sessions.sessions.values(), key=lambda s: s.expires_at_ms):
+    for session in sorted(replica.sessions.sessions.values(), key=lambda s: s.expires_at_ms):
         expiry.setdefault(str(session.expires_at_ms), []).append(java_long(session.session_id))
     ephemerals = {str(java_long(sid)): sorted(paths)
-                  for sid, paths in sorted(core.tree.ephemerals.items()) if paths}
+                  for sid, paths in sorted(replica.tree.ephemerals.items()) if paths}
     return {"expiry_time_to_session_ids": expiry, "session_id_to_ephemeral_paths": ephemerals}
 
 

@@ -19,7 +19,6 @@ from jute import records as r
 from zkpy.runtime import fourletter
 from zkpy.runtime.http.endpoint import Routes, json_response
 from zkpy.runtime.http.zkvalues import ephemerals_count, hex_id, latency_ms
-from zkpy.tree import acl as acls
 from zkpy.tree.ephemeral import CONTAINER_OWNER, is_session_owner, ttl_of
 
 MAX_CHILDREN_LISTED = 1000
@@ -62,12 +61,13 @@ def znode_view(server, path: str, client_host: str) -> tuple[int, dict]:
     """A read-only view of one znode, as a client from ``client_host`` may see it."""
     if not path.startswith("/") or (path != "/" and path.endswith("/")) or "//" in path:
         return 400, {"path": path, "error": "invalid path"}
-    node = server.core.tree.nodes.get(path)
+    node = server.replica.tree.nodes.get(path)
     if node is None:
         return 404, {"path": path, "error": "no node"}
     auth = (r.Id("ip", client_host),)
-    can_read = acls.has_permission(node.acl, Perms.READ, auth)
-    can_admin = acls.has_permission(node.acl, Perms.ADMIN, auth)
+    checker = server.replica.settings.acl_checker
+    can_read = checker.has_permission(node.acl, Perms.READ, auth)
+    can_admin = checker.has_permission(node.acl, Perms.ADMIN, auth)
     stat = node.stat()
     view = {
         "path": path,
@@ -111,7 +111,7 @@ def znode_view(server, path: str, client_host: str) -> tuple[int, dict]:
 
 def _all_watched_paths(server) -> dict[int, set[str]]:
     """Every path a session watches, data and child watches together (for the dashboard)."""
-    watches = server.core.watches
+    watches = server.zookeeper.watches
     by_session: dict[int, set[str]] = {}
     for table in (watches.data, watches.child):
         for session_id, paths in table.by_session.items():
@@ -120,14 +120,14 @@ def _all_watched_paths(server) -> dict[int, set[str]]:
 
 
 def sessions_view(server, now_ms: int) -> dict:
-    core = server.core
+    replica, zookeeper = server.replica, server.zookeeper
     by_session_client = {}
     for handler in list(server.connections.values()):
-        conn = core.connections.get(handler.connection_id)
+        conn = zookeeper.connections.get(handler.connection_id)
         if conn is not None and conn.session_id:
             by_session_client[conn.session_id] = f"{handler.peer_host}:{handler.peer_port}"
     watched = _all_watched_paths(server)
-    sessions = sorted(core.sessions.sessions.values(), key=lambda s: s.session_id & 0xFFFFFFFFFFFFFFFF)
+    sessions = sorted(replica.sessions.sessions.values(), key=lambda s: s.session_id & 0xFFFFFFFFFFFFFFFF)
     listed = []
     for session in sessions[:MAX_SESSIONS_LISTED]:
         sid = session.session_id
@@ -136,7 +136,7 @@ def sessions_view(server, now_ms: int) -> dict:
             "timeoutMs": session.timeout_ms,
             "expiresInMs": max(0, session.expires_at_ms - now_ms) if session.expires_at_ms else None,
             "client": by_session_client.get(sid),
-            "ephemerals": len(core.tree.ephemerals.get(sid, ())),
+            "ephemerals": len(replica.tree.ephemerals.get(sid, ())),
             "watches": len(watched.get(sid, ())),
             "closing": session.closing,
         })
@@ -144,8 +144,8 @@ def sessions_view(server, now_ms: int) -> dict:
 
 
 def overview(server) -> dict:
-    core = server.core
-    stats = core.stats
+    replica, zookeeper = server.replica, server.zookeeper
+    stats = zookeeper.stats
     low, avg, high = latency_ms(stats)
     return {
         "time_ms": int(time.time() * 1000),
@@ -153,14 +153,14 @@ def overview(server) -> dict:
             "address": f"{server.config.client_port_address}:{server.config.client_port}",
             "version": fourletter.VERSION,
             "mode": server.mode(),
-            "zxid": hex_id(core.tree.last_zxid),
+            "zxid": hex_id(replica.tree.last_zxid),
             "uptime_ms": server.uptime_ms(),
-            "znode_count": fourletter.znode_count(core.tree),
+            "znode_count": fourletter.znode_count(replica.tree),
             "connections": len(server.connections),
-            "sessions": len(core.sessions.sessions),
-            "outstanding_requests": core.outstanding_requests(),
-            "watch_count": core.watches.watch_count(),
-            "ephemerals_count": ephemerals_count(core.tree),
+            "sessions": len(replica.sessions.sessions),
+            "outstanding_requests": zookeeper.outstanding_requests(),
+            "watch_count": zookeeper.watches.watch_count(),
+            "ephemerals_count": ephemerals_count(replica.tree),
             "packets_received": stats.packets_received,
             "packets_sent": stats.packets_sent,
             "latency": {"min": low, "avg": avg, "max": high},

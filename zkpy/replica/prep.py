@@ -16,8 +16,8 @@ from jute import CreateMode, Err, OpCode, Perms
 from jute import records as r
 from jute.opcodes import MultiOp
 
-from zkpy.pipeline.request import KeeperError, Request
-from zkpy.tree import acl as acls
+from zkpy.replica.request import KeeperError, Request
+from zkpy.tree.acl import AclChecker
 from zkpy.tree import paths
 from zkpy.tree.datatree import DataTree
 from zkpy.tree.ephemeral import CONTAINER_OWNER, MAX_TTL_MS, is_session_owner, ttl_of, ttl_owner
@@ -68,11 +68,14 @@ class ChangeRecord:
 
 
 class PrepSettings:
-    __slots__ = ("extended_types_enabled", "super_digest", "reconfig_enabled", "reconfig_planner")
+    __slots__ = ("extended_types_enabled", "super_digest", "reconfig_enabled", "reconfig_planner",
+                 "acl_checker")
 
     def __init__(self, extended_types_enabled: bool = False, super_digest: str | None = None,
-                 reconfig_enabled: bool = False) -> None:
+                 reconfig_enabled: bool = False, acl_checker: AclChecker | None = None) -> None:
         self.extended_types_enabled = extended_types_enabled
+        # The server's providers (sasl, x509): each server has its own checker.
+        self.acl_checker = acl_checker or AclChecker()
         self.super_digest = super_digest
         self.reconfig_enabled = reconfig_enabled
         # Set by an ensemble leader: (ReconfigRequest, zxid) -> the new /zookeeper/config text,
@@ -163,7 +166,7 @@ class Prep:
     # -- handlers, one per operation -----------------------------------------------------------
 
     def _check_acl(self, record: ChangeRecord, perm: int, auth_info: tuple) -> None:
-        if not acls.has_permission(record.acl, perm, auth_info):
+        if not self.settings.acl_checker.has_permission(record.acl, perm, auth_info):
             raise KeeperError(Err.NOAUTH)
 
     def _prep_create(self, request: Request, op_type: int, body, zxid: int):
@@ -176,7 +179,7 @@ class Prep:
         if path is None or path.rfind("/") == -1 or "\0" in path:
             raise KeeperError(Err.BADARGUMENTS, path)
         parent_path = path[:path.rfind("/")] or "/"
-        acl = acls.fixup_acl(body.acl, request.auth_info)
+        acl = self.settings.acl_checker.fixup_acl(body.acl, request.auth_info)
         if acl is None:
             raise KeeperError(Err.INVALIDACL, path)
         parent = self.record_for(parent_path)
@@ -279,7 +282,7 @@ class Prep:
         path = body.path
         if paths.path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS, path)
-        acl = acls.fixup_acl(body.acl, request.auth_info)
+        acl = self.settings.acl_checker.fixup_acl(body.acl, request.auth_info)
         if acl is None:
             raise KeeperError(Err.INVALIDACL, path)
         node = self.record_for(path)

@@ -1,23 +1,29 @@
-"""The request as it travels through the pipeline."""
+"""The request as it travels through the pipeline: the protocol-neutral command."""
 
 from __future__ import annotations
 
 from jute import Err
 
+# The front-end tag of a command: which protocol's front end made it, so a leader knows how to
+# prepare a command a follower forwarded (today every command is a ZooKeeper operation).
+ZOOKEEPER = "zookeeper"
+
 
 class Request:
     """One client request (or an internal one: session expiry, container reaping).
 
-    ``body`` is the decoded record (a list of MultiOp for multi/multiRead). ``auth_info`` is
-    the connection's ids at the time the request arrived, so later addauth calls do not change
-    how an earlier request is judged.
+    ``body`` is the decoded record (a list of MultiOp for multi/multiRead, the timeout for
+    createSession). ``auth_info`` is the connection's ids at the time the request arrived, so
+    later addauth calls do not change how an earlier request is judged. ``frontend`` tags the
+    front end that made it; ``connection_id`` is that front end's, meaningless to the others.
     """
 
     __slots__ = ("session_id", "xid", "type", "body", "auth_info", "txn", "hdr", "err",
-                 "result", "connection_id", "received_ms", "payload")
+                 "result", "connection_id", "received_ms", "frontend")
 
     def __init__(self, session_id: int, xid: int, type_: int, body, auth_info: tuple = (),
-                 connection_id: int = 0, received_ms: int = 0) -> None:
+                 connection_id: int = 0, received_ms: int = 0,
+                 frontend: str = ZOOKEEPER) -> None:
         self.session_id = session_id
         self.xid = xid
         self.type = type_
@@ -27,7 +33,7 @@ class Request:
         self.txn = None
         self.hdr = None
         self.received_ms = received_ms
-        self.payload = b""
+        self.frontend = frontend
         self.err = 0
         self.result = None
 

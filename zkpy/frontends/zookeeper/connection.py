@@ -84,7 +84,7 @@ class ClientConnection:
     def _receive_first(self, data: bytes) -> list:
         buffered = self._frames.pending_bytes
         if buffered < 4 and buffered + len(data) >= 4:
-            head = (self._peek() + data)[:4]
+            head = (self._frames.pending() + data)[:4]
             word = _WORD_BY_INT.get(struct.unpack(">i", head)[0])
             if word is not None:
                 self.state = CLOSED
@@ -111,6 +111,3 @@ class ClientConnection:
             xid, op_type = _HEADER.unpack_from(frame)
             events.append(Request(xid, op_type, frame))
         return events
-
-    def _peek(self) -> bytes:
-        return self._frames._buffer  # noqa: SLF001 - same package's decoder

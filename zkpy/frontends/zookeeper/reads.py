@@ -1,9 +1,10 @@
 """Read operations: answered from the applied tree, one handler per opcode.
 
-A read is only run when every earlier request of its session has been answered (the core
-enforces per-session order), so it sees that session's own writes. Handlers return
-``(err, body_bytes)``; a watch is registered only when the read succeeds, except that exists
-on a missing node leaves an exist watch, as in ZooKeeper.
+A read is only run when every earlier request of its session has been answered (the front end
+enforces per-session order), so it sees that session's own writes. Handlers get the tree, the
+watches, the server's ACL checker and the request, and return the reply body or raise
+KeeperError; a watch is registered only when the read succeeds, except that exists on a
+missing node leaves an exist watch, as in ZooKeeper.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from jute import AddWatchMode, Err, OpCode, Perms, WatcherType
 from jute import records as r
 from jute.opcodes import MultiResult, encode_multi_response
 
-from zkpy.pipeline.request import KeeperError, Request
-from zkpy.tree import acl as acls
+from zkpy.replica.request import KeeperError, Request
 from zkpy.tree.datatree import DataTree
 from zkpy.tree.watches import WatchManager
 
@@ -31,22 +31,22 @@ def _node(tree: DataTree, path: str):
     return node
 
 
-def _require(node, perm: int, request: Request) -> None:
+def _require(checker, node, perm: int, request: Request) -> None:
     auth = request.auth_info
-    if not acls.has_permission(node.acl, perm, auth):
+    if not checker.has_permission(node.acl, perm, auth):
         raise KeeperError(Err.NOAUTH)
 
 
-def read_get_data(tree, watches, request: Request) -> bytes:
+def read_get_data(tree, watches, checker, request: Request) -> bytes:
     body = request.body
     node = _node(tree, body.path)
-    _require(node, _READ, request)
+    _require(checker, node, _READ, request)
     if body.watch:
         watches.add_data_watch(body.path, request.session_id)
     return r.GetDataResponse.encode((node.data, node.stat()))
 
 
-def read_exists(tree, watches, request: Request) -> bytes:
+def read_exists(tree, watches, checker, request: Request) -> bytes:
     body = request.body
     node = tree.nodes.get(body.path)
     if body.watch:
@@ -56,45 +56,45 @@ def read_exists(tree, watches, request: Request) -> bytes:
     return r.ExistsResponse.encode((node.stat(),))
 
 
-def _children(tree, watches, request: Request):
+def _children(tree, watches, checker, request: Request):
     body = request.body
     node = _node(tree, body.path)
-    _require(node, _READ, request)
+    _require(checker, node, _READ, request)
     if body.watch:
         watches.add_child_watch(body.path, request.session_id)
     return node, list(node.children) if node.children else []
 
 
-def read_get_children(tree, watches, request: Request) -> bytes:
-    _, children = _children(tree, watches, request)
+def read_get_children(tree, watches, checker, request: Request) -> bytes:
+    _, children = _children(tree, watches, checker, request)
     return r.GetChildrenResponse.encode((children,))
 
 
-def read_get_children2(tree, watches, request: Request) -> bytes:
-    node, children = _children(tree, watches, request)
+def read_get_children2(tree, watches, checker, request: Request) -> bytes:
+    node, children = _children(tree, watches, checker, request)
     return r.GetChildren2Response.encode((children, node.stat()))
 
 
-def read_get_acl(tree, watches, request: Request) -> bytes:
+def read_get_acl(tree, watches, checker, request: Request) -> bytes:
     node = _node(tree, request.body.path)
     auth = request.auth_info
-    _require(node, _READ_OR_ADMIN, request)
+    _require(checker, node, _READ_OR_ADMIN, request)
     acl = list(node.acl)
-    if not acls.has_permission(node.acl, _ADMIN, auth):
+    if not checker.has_permission(node.acl, _ADMIN, auth):
         # Without ADMIN the digest hashes are hidden, as ZooKeeper 3.8 does.
         acl = [r.ACL(a.perms, r.Id(a.id.scheme, a.id.id.split(":", 1)[0] + ":x"))
                if a.id.scheme == "digest" else a for a in acl]
     return r.GetACLResponse.encode((acl, node.stat()))
 
 
-def read_get_all_children_number(tree, watches, request: Request) -> bytes:
+def read_get_all_children_number(tree, watches, checker, request: Request) -> bytes:
     path = request.body.path
     node = _node(tree, path)
-    _require(node, _READ, request)
+    _require(checker, node, _READ, request)
     return r.GetAllChildrenNumberResponse.encode((tree.count_descendants(path),))
 
 
-def read_get_ephemerals(tree, watches, request: Request) -> bytes:
+def read_get_ephemerals(tree, watches, checker, request: Request) -> bytes:
     prefix = request.body.prefix_path
     owned = tree.ephemerals.get(request.session_id, ())
     if prefix is None or not prefix.strip() or prefix.strip() == "/":
@@ -104,7 +104,7 @@ def read_get_ephemerals(tree, watches, request: Request) -> bytes:
     return r.GetEphemeralsResponse.encode((found,))
 
 
-def read_add_watch(tree, watches, request: Request) -> bytes:
+def read_add_watch(tree, watches, checker, request: Request) -> bytes:
     body = request.body
     if body.mode not in (AddWatchMode.PERSISTENT, AddWatchMode.PERSISTENT_RECURSIVE):
         # ZooKeeper fails to map the mode and answers as for an undecodable request.
@@ -125,7 +125,7 @@ def _watch_tables(watches: WatchManager, watcher_type: int):
     raise KeeperError(Err.BADARGUMENTS)
 
 
-def read_check_watches(tree, watches, request: Request) -> bytes:
+def read_check_watches(tree, watches, checker, request: Request) -> bytes:
     # ZooKeeper 3.8's checkWatches answers OK when any session watches the path (its
     # containsWatcher ignores the watcher at the path itself); removeWatches does not.
     body = request.body
@@ -135,7 +135,7 @@ def read_check_watches(tree, watches, request: Request) -> bytes:
     return _NO_BODY
 
 
-def read_remove_watches(tree, watches, request: Request) -> bytes:
+def read_remove_watches(tree, watches, checker, request: Request) -> bytes:
     body = request.body
     tables = _watch_tables(watches, body.type)
     removed = [t.remove(body.path, request.session_id) for t in tables]
@@ -144,21 +144,21 @@ def read_remove_watches(tree, watches, request: Request) -> bytes:
     return _NO_BODY
 
 
-def read_sync(tree, watches, request: Request) -> bytes:
+def read_sync(tree, watches, checker, request: Request) -> bytes:
     return r.SyncResponse.encode((request.body.path,))
 
 
-def read_ping(tree, watches, request: Request) -> bytes:
+def read_ping(tree, watches, checker, request: Request) -> bytes:
     return _NO_BODY
 
 
-def read_who_am_i(tree, watches, request: Request) -> bytes:
+def read_who_am_i(tree, watches, checker, request: Request) -> bytes:
     infos = [r.ClientInfo(a.scheme, a.id.split(":", 1)[0] if a.scheme == "digest" else a.id)
              for a in request.auth_info]
     return r.WhoAmIResponse.encode((infos,))
 
 
-def read_set_watches(tree, watches, request: Request) -> bytes:
+def read_set_watches(tree, watches, checker, request: Request) -> bytes:
     """Re-register a reconnecting client's watches, firing what changed since its zxid."""
     body = request.body
     relative_zxid = body.relative_zxid
@@ -195,7 +195,7 @@ def read_set_watches(tree, watches, request: Request) -> bytes:
     return _NO_BODY
 
 
-def read_multi(tree, watches, request: Request) -> bytes:
+def read_multi(tree, watches, checker, request: Request) -> bytes:
     """multiRead: each op answered on its own; a failed op gives an error result."""
     results = []
     for op in request.body:
@@ -203,12 +203,12 @@ def read_multi(tree, watches, request: Request) -> bytes:
         try:
             if op.type == OpCode.getData:
                 node = _node(tree, op.request.path)
-                _require(node, _READ, sub)
+                _require(checker, node, _READ, sub)
                 if op.request.watch:
                     watches.add_data_watch(op.request.path, request.session_id)
                 results.append(MultiResult(OpCode.getData, 0, r.GetDataResponse(node.data, node.stat())))
             elif op.type == OpCode.getChildren:
-                _, children = _children(tree, watches, sub)
+                _, children = _children(tree, watches, checker, sub)
                 results.append(MultiResult(OpCode.getChildren, 0, r.GetChildrenResponse(children)))
             else:
                 raise KeeperError(Err.BADARGUMENTS)

@@ -1,0 +1,97 @@
+"""A follower forwards a neutral command (front-end tag and decoded record), never wire bytes:
+zkpy's peer encoding turns it into bytes and back, and the leader's replica core prepares the
+record it decoded once."""
+
+from __future__ import annotations
+
+import pytest
+
+from jute import OpCode
+from jute import records as r
+from jute.errors import JuteDecodeError
+from jute.opcodes import MultiOp
+from zkpy.ensemble.node import _command, _forward
+from zkpy.replica.core import FOLLOWER, LEADER, CoreSettings, ReplicaCore
+from zkpy.replica.request import ZOOKEEPER, Request
+from zkpy.zab import messages as m
+from zkpy.zab.wire import decode_message, encode_message
+
+OPEN = (r.ACL(31, r.Id("world", "anyone")),)
+AUTH = (r.Id("ip", "127.0.0.1"), r.Id("digest", "alice:x"))
+
+COMMANDS = [
+    (OpCode.create, r.CreateRequest("/a", b"data", OPEN, 0)),
+    (OpCode.create2, r.CreateRequest("/b", b"", OPEN, 3)),
+    (OpCode.createContainer, r.CreateRequest("/c", b"x", OPEN, 4)),
+    (OpCode.createTTL, r.CreateTTLRequest("/t", b"x", OPEN, 5, 1000)),
+    (OpCode.delete, r.DeleteRequest("/a", 7)),
+    (OpCode.setData, r.SetDataRequest("/a", b"\x00\xff", -1)),
+    (OpCode.setACL, r.SetACLRequest("/a", list(OPEN), 2)),
+    (OpCode.check, r.CheckVersionRequest("/a", 1)),
+    (OpCode.multi, [MultiOp(int(OpCode.create), r.CreateRequest("/m", b"", OPEN, 0)),
+                    MultiOp(int(OpCode.setData), r.SetDataRequest("/m", b"v", -1)),
+                    MultiOp(int(OpCode.delete), r.DeleteRequest("/m", -1))]),
+    (OpCode.createSession, 30_000),
+    (OpCode.closeSession, None),
+    (OpCode.reconfig, r.ReconfigRequest("server.4=127.0.0.1:1:2", "", "", -1)),
+]
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def _wire(forward: m.Forward) -> m.Forward:
+    frame = encode_message(forward)
+    return decode_message(frame[4:])
+
+
+@pytest.mark.parametrize("op, body", COMMANDS, ids=[op.name for op, _ in COMMANDS])
+def test_a_forwarded_command_crosses_the_peer_wire_as_its_record(op, body):
+    request = Request(0x1234, 9, op, body, AUTH, connection_id=77)
+    forward = _forward(request)
+    assert forward.frontend == ZOOKEEPER and forward.body is body
+    received = _command(_wire(forward))
+    assert (received.frontend, received.session_id, received.xid, received.type) == \
+        (ZOOKEEPER, 0x1234, 9, int(op))
+    assert received.auth_info == AUTH
+    # The record, not bytes (the decoders give ACL lists as lists or tuples alike).
+    assert type(received.body) is type(body)
+    assert _plain(received.body) == _plain(body)
+    assert received.connection_id == 0  # the follower's connection means nothing here
+
+
+def test_a_forwarded_body_that_does_not_parse_is_a_bad_peer_message():
+    frame = bytearray(encode_message(_forward(Request(1, 1, OpCode.setData,
+                                                      r.SetDataRequest("/a", b"v", -1)))))
+    del frame[-12:]  # cut into the body and the auth vector
+    with pytest.raises(JuteDecodeError):
+        decode_message(bytes(frame[4:]))
+
+
+def test_the_leader_prepares_a_forwarded_command_and_the_follower_queues_its_own():
+    leader = ReplicaCore(CoreSettings(), 1_000)
+    leader.become(LEADER, 1_000, epoch=1)
+    leader.handle_forwarded(Request(0, 0, OpCode.createSession, 10_000), 1_000)
+    hdr, txn = leader.take_log_batch()[0]
+    leader.apply_committed([(hdr, txn)], 1_000)
+    session_id = hdr.client_id
+    leader.handle_forwarded(_command(_wire(_forward(
+        Request(session_id, 1, OpCode.create, r.CreateRequest("/x", b"v", OPEN, 0), AUTH)))), 1_001)
+    (hdr, txn), = leader.take_log_batch()
+    assert (hdr.type, hdr.cxid, txn.path, txn.data) == (int(OpCode.create), 1, "/x", b"v")
+
+    follower = ReplicaCore(CoreSettings(), 1_000)
+    follower.become(FOLLOWER, 1_000)
+    write = Request(session_id, 2, OpCode.delete, r.DeleteRequest("/x", -1), AUTH)
+    follower.submit(write, 1_002)
+    assert follower.take_log_batch() == [] and follower.take_forwards() == [write]
+
+
+def test_a_command_of_a_front_end_the_leader_does_not_run_is_not_prepared():
+    leader = ReplicaCore(CoreSettings(), 1_000)
+    leader.become(LEADER, 1_000, epoch=1)
+    leader.handle_forwarded(Request(0, 0, OpCode.createSession, 10_000, frontend="etcd"), 1_000)
+    assert leader.take_log_batch() == []

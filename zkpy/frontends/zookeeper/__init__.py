@@ -1,0 +1,2 @@
+"""The ZooKeeper client protocol: connections and their framing, the session handshake, auth and
+SASL, reads, watches and replies, over the replica core."""

@@ -54,6 +54,8 @@ PREPARED_FRONTENDS = frozenset((ZOOKEEPER,))
 
 _CLOSE_SESSION = int(OpCode.closeSession)
 _CREATE_SESSION = int(OpCode.createSession)
+# The txns that change the session table (the core's own, sessionless, txns are reapings).
+_SESSION_TXNS = frozenset((_CLOSE_SESSION, _CREATE_SESSION))
 
 
 class CoreSettings:
@@ -202,10 +204,12 @@ class ReplicaCore:
         """The txns of ``batch`` are committed (and, standalone, synced): apply them in zxid
         order and hand each result to the front ends."""
         frontends = tuple(self.frontends.values())
+        tree, prep = self.tree, self.prep
         for hdr, txn in batch:
-            result = self.tree.apply(hdr, txn)
-            self.prep.applied(hdr.zxid)
-            self._track_sessions(hdr, txn, now_ms)
+            result = tree.apply(hdr, txn)
+            prep.applied(hdr.zxid)
+            if hdr.type in _SESSION_TXNS or not hdr.client_id:
+                self._track_sessions(hdr, txn, now_ms)
             for frontend in frontends:
                 frontend.applied(hdr, txn, result, now_ms)
         for frontend in frontends:

@@ -1,5 +1,10 @@
 """Deterministic simulation of a zkpy ensemble: nodes, network, clock and disks in one process.
 
+Each member is the runtime's own code with the I/O taken out: the replica core and the
+ZooKeeper front end, restored from and logging to the real RocksDB storage (group commit at a
+seeded disk pace, snapshots and log purging every ``snap_count`` txns, SNAP sync included),
+and the ZAB peer; only the sockets, the clock and the worker thread are the simulator's.
+
 One seed derives everything (message delays, drops, partitions, crashes, disk latency, client
 operations), so a failure is reproduced by running the same seed. Links behave like TCP
 connections: FIFO per direction; a "drop" resets the connection (both ends are told, and what
@@ -19,22 +24,35 @@ read meanwhile.
 from __future__ import annotations
 
 import heapq
+import os
 import random
+import shutil
 import struct
+import tempfile
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jute import OpCode, Xid
 from jute import records as r
 from zkpy.frontends.zookeeper.frontend import ZooKeeperFrontEnd
 from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.ensemble.node import EnsembleNode
-from zkpy.ensemble.storage import MemoryStorage
+from zkpy.ensemble.member import open_member
+from zkpy.storage.recovery import restore
+from zkpy.storage.rocks_storage import RocksStorage
+from zkpy.storage.txnlog import TxnLog
 from zkpy.tree.txncodec import encode_txn
 from zkpy.zab import messages as m
-from zkpy.zab.peer import PeerSettings, ZabPeer
+from zkpy.zab.peer import PeerSettings
 
 TICK_MS = 100
+# Small enough that members snapshot, purge their logs and send SNAPs to lagging followers
+# within one simulated run.
+SNAP_COUNT = 40
+SNAP_RETAIN_COUNT = 3
+_SCRATCH_DIRECTORY = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Longer than any wait for a reply a correct member makes a client bear (sync limit, elections,
 # slow disks) and than the simulated session timeout (5 s): past it a request is stuck.
 STUCK_MS = 6_000
@@ -125,53 +143,99 @@ class AppliedRecorder:
 
 
 class SimNode:
-    def __init__(self, sim: "Simulation", server_id: int, storage: MemoryStorage) -> None:
+    """One member as the runtime runs it: a replica core and its ZooKeeper front end over the
+    RocksDB txn log (``RocksStorage`` on ``TxnLog``, in a directory of its own), restored and
+    opened by the runtime's own code, group-committed at the simulated disk's pace and
+    snapshotted every ``snap_count`` txns. A crash closes the log and loses what was queued but
+    not flushed; a restart reopens the same directory."""
+
+    def __init__(self, sim: "Simulation", server_id: int, directory: Path) -> None:
         self.sim = sim
         self.server_id = server_id
-        self.storage = storage
+        self.directory = directory
+        self.storage: RocksStorage | None = None
         self.alive = True
         self.sync_due_ms: int | None = None
+        self.txns_since_snapshot = 0
         self.node = self._boot(sim.now_ms)
 
     def _boot(self, now_ms: int) -> EnsembleNode:
-        storage = self.storage
-        storage.crash()
+        txn_log = TxnLog(self.directory)
+        self.storage = RocksStorage(txn_log)
+        core = self._new_core(now_ms)
+        restore(core, txn_log, now_ms)
+        peer_settings = PeerSettings(self.server_id, self.sim.voters, tick_ms=TICK_MS,
+                                     init_limit=10, sync_limit=5, finalize_wait_ms=50,
+                                     election_resend_ms=200, observers=self.sim.observers)
+        node = open_member(peer_settings, core, self.storage, now_ms)
+        core.attach(AppliedRecorder(self.sim, self.server_id))
+        self.txns_since_snapshot = 0
+        self.sim.route(self.server_id, node.process(now_ms))
+        return node
+
+    def _new_core(self, now_ms: int) -> ReplicaCore:
         settings = CoreSettings(tick_ms=TICK_MS, server_id=self.server_id,
                                 session_secret=b"sim", extended_types_enabled=True)
         core = ReplicaCore(settings, now_ms)
         self.zookeeper = ZooKeeperFrontEnd(core)
-        tree, sessions, floor = storage.load_snapshot()
-        core.reload_tree(tree)
-        for session_id, timeout_ms in sessions:
-            core.sessions.add(session_id, timeout_ms, now_ms)
-        for hdr, txn in storage.read_txns(floor, 1 << 63):
-            core.replay(hdr, txn, now_ms)
-        peer_settings = PeerSettings(self.server_id, self.sim.voters, tick_ms=TICK_MS,
-                                     init_limit=10, sync_limit=5, finalize_wait_ms=50,
-                                     election_resend_ms=200, observers=self.sim.observers)
-        peer = ZabPeer(peer_settings, storage.accepted_epoch, storage.current_epoch,
-                       storage.logged_zxids(), storage.floor_zxid(), core.tree.last_zxid, now_ms)
-        node = EnsembleNode(peer, core, storage)
-        core.attach(AppliedRecorder(self.sim, self.server_id))
-        self.sim.route(self.server_id, node.process(now_ms))
-        return node
+        return core
+
+    def flush(self, now_ms: int) -> list:
+        """The disk finished a sync: what the runtime's worker thread does (``_flush``), then
+        what ``_log_synced`` does on the loop with its result."""
+        storage = self.storage
+        zxid, count, generation = storage.flush()
+        if zxid < 0 or generation != storage.generation:
+            return []
+        outgoing = self.node.log_durable(zxid, now_ms)
+        self.txns_since_snapshot += count
+        snap_count = self.sim.snap_count
+        if snap_count is not None and self.txns_since_snapshot >= snap_count:
+            self._snapshot(now_ms)
+        return outgoing
+
+    def _snapshot(self, now_ms: int) -> None:
+        """The runtime's snapshot, taken at once: the tree as of its last applied txn, then the
+        purge behind the retained snapshots, then the peer's log floor."""
+        self.txns_since_snapshot = 0
+        tree = self.node.core.tree
+        sessions = [(s.session_id, s.timeout_ms) for s in self.node.core.sessions.sessions.values()]
+        txn_log = self.storage.txn_log
+        txn_log.write_snapshot(tree.last_zxid, tree.iter_nodes(), sessions, now_ms)
+        txn_log.purge(SNAP_RETAIN_COUNT)
+        self.node.snapshots_retained([meta["zxid"] for meta in txn_log.snapshots()],
+                                     SNAP_RETAIN_COUNT)
+        self.sim.snapshots_taken += 1
 
     def crash(self) -> None:
         self.alive = False
-        self.storage.crash()
+        self.storage.close()
         self.sync_due_ms = None
         self.sim.disconnect_all(self.server_id)
         self.sim.drop_clients_of(self.server_id)
 
-    def restart(self) -> None:
+    def restart(self, while_down=None) -> None:
+        """Boot from the directory again; ``while_down(storage)`` first changes what is on disk
+        (as an operator, or a bug, would between the crash and the restart)."""
+        if while_down is not None:
+            storage = RocksStorage(TxnLog(self.directory))
+            while_down(storage)
+            storage.close()
         self.alive = True
         self.node = self._boot(self.sim.now_ms)
+
+    def close(self) -> None:
+        if self.alive:
+            self.storage.close()
+            self.alive = False
 
 
 class Simulation:
     def __init__(self, seed: int, size: int = 3, faults: Faults | None = None,
-                 observers: int = 0) -> None:
+                 observers: int = 0, snap_count: int | None = SNAP_COUNT) -> None:
         self.seed = seed
+        self.snap_count = snap_count  # txns between a member's snapshots (None: never)
+        self.snapshots_taken = 0
         self.rng = random.Random(seed)
         self.faults = faults or Faults()
         self.now_ms = 0
@@ -190,12 +254,28 @@ class Simulation:
         self.acked: dict[str, int] = {}  # path -> zxid of an acknowledged create
         self.trace: list[str] = []
         self.nodes: dict[int, SimNode] = {}
+        # Each member's data directory, on tmpfs where there is one (a sync is cheap there, and
+        # nothing of the simulation depends on the time a sync takes); removed with the
+        # simulation, or when it is collected if nobody closed it.
+        self.directory = Path(tempfile.mkdtemp(prefix="zkpy-sim-", dir=_SCRATCH_DIRECTORY))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.directory, True)
         for server_id in sorted(self.members):
-            self.nodes[server_id] = SimNode(self, server_id, MemoryStorage())
+            self.nodes[server_id] = SimNode(self, server_id, self.directory / f"member-{server_id}")
         self.clients: list[SimClient] = []
         self._next_connection = 1000
         # (server_id, connection_id): closes the core asked for that have not happened yet.
         self._lagging_closes: list[tuple[int, int]] = []
+
+    def close(self) -> None:
+        for sim_node in self.nodes.values():
+            sim_node.close()
+        self._cleanup()
+
+    def __enter__(self) -> "Simulation":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     # -- invariants ------------------------------------------------------------------------------
 
@@ -301,15 +381,14 @@ class Simulation:
 
     def _schedule_syncs(self) -> None:
         for sim_node in self.nodes.values():
-            if sim_node.alive and sim_node.storage.unsynced and sim_node.sync_due_ms is None:
+            if sim_node.alive and sim_node.storage.queued and sim_node.sync_due_ms is None:
                 sim_node.sync_due_ms = self.now_ms + self.rng.randint(0, self.faults.disk_max_delay_ms)
 
     def _disk_syncs(self) -> None:
         for server_id, sim_node in self.nodes.items():
             if sim_node.alive and sim_node.sync_due_ms is not None and sim_node.sync_due_ms <= self.now_ms:
                 sim_node.sync_due_ms = None
-                zxid = sim_node.storage.sync()
-                self.route(server_id, sim_node.node.log_durable(zxid, self.now_ms))
+                self.route(server_id, sim_node.flush(self.now_ms))
                 self._drain_clients(server_id)
 
     def _tick_all(self, chaos: bool) -> None:

@@ -45,7 +45,7 @@ def test_random_faults_keep_the_invariants(size, seed_count):
     """Drops (connection resets), delays, lost votes, slow disks, crashes with restarts and
     partitions; after each step at most one leader per epoch and one txn per zxid; at the end,
     healed, every node holds the same tree and every acknowledged write."""
-    checked = {"seeds": 0, "acked": 0, "faults": 0, "epochs": 0}
+    checked = {"seeds": 0, "acked": 0, "faults": 0, "epochs": 0, "snapshots": 0}
     for seed in _seeds(1000, seed_count):
         faults = Faults(drop_probability=0.02, vote_drop_probability=0.1, max_delay_ms=30,
                         disk_max_delay_ms=15, crash_probability=0.01, partition_probability=0.02)
@@ -61,8 +61,13 @@ def test_random_faults_keep_the_invariants(size, seed_count):
         checked["acked"] += len(sim.acked)
         checked["faults"] += len(sim.trace)
         checked["epochs"] += len(sim.leaders_by_epoch)
+        checked["snapshots"] += sim.snapshots_taken
+        sim.close()
     print(f"size {size}: {checked['seeds']} seeds, {checked['acked']} acknowledged writes checked, "
-          f"{checked['faults']} injected crashes/restarts/partitions, {checked['epochs']} epochs")
+          f"{checked['faults']} injected crashes/restarts/partitions, {checked['epochs']} epochs, "
+          f"{checked['snapshots']} snapshots")
+    # The members' real storage snapshotted and purged its log along the way.
+    assert checked["snapshots"] > 0
 
 
 def test_observers_follow_commits_without_voting(seed_count):
@@ -97,9 +102,8 @@ def test_a_member_that_promised_a_later_epoch_still_rejoins():
     epoch = sim.nodes[leader].node.peer.epoch
     sim.nodes[follower].crash()
     sim.run_until(4_000)
-    storage = sim.nodes[follower].storage
-    storage.persist_epochs(epoch + 3, storage.current_epoch)
-    sim.nodes[follower].restart()
+    sim.nodes[follower].restart(
+        while_down=lambda storage: storage.persist_epochs(epoch + 3, storage.epochs()[1]))
     sim.converge()
     sim.check_final_state()
     assert all(n.node.peer.current_epoch > epoch for n in sim.nodes.values())

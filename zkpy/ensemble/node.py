@@ -229,6 +229,13 @@ class EnsembleNode:
         self.reconfig_prepared_zxid = zxid
         return format_membership(new)
 
+    def snapshots_retained(self, snapshot_zxids: list[int], retain_count: int) -> None:
+        """A snapshot was written and the log purged behind the retained snapshots (zxids
+        newest first): once as many are kept as retained, the log reaches back only to the
+        oldest, and a learner further behind gets a SNAP instead of a DIFF."""
+        if len(snapshot_zxids) >= retain_count:
+            self.peer.set_log_floor(snapshot_zxids[-1])
+
     def _fill(self, message):
         """Placeholders become data: a DIFF range becomes txns, a SNAP gets the tree."""
         if type(message) is m.SyncDiff and message.txns and type(message.txns[0]) is int:

@@ -17,6 +17,7 @@ import structlog
 
 from zkpy.config import ConfigError, ServerConfig
 from zkpy.replica.core import LEADER, READ_ONLY
+from zkpy.ensemble.member import open_member
 from zkpy.ensemble.node import EnsembleNode
 from zkpy.frontends.zookeeper.connection import Connect
 from zkpy.runtime import tls
@@ -25,7 +26,7 @@ from zkpy.runtime.server import ClientHandler, Server, now_ms
 from zkpy.storage.rocks_storage import RocksStorage
 from zkpy.zab import messages as m
 from zkpy.zab.membership import Membership, format_membership, parse_membership
-from zkpy.zab.peer import PeerSettings, ZabPeer
+from zkpy.zab.peer import PeerSettings
 
 log = structlog.get_logger("zkpy.quorum")
 
@@ -73,22 +74,20 @@ class QuorumServer(Server):
         time_ms = now_ms()
         self._adopt_committed_membership()
         self._publish_membership(time_ms)
-        accepted, current = self.storage.epochs()
-        floor = self.storage.floor_zxid()
         config = self.config
         settings = PeerSettings(self.my_id, self.voters, tick_ms=config.tick_ms,
                                 init_limit=config.init_limit, sync_limit=config.sync_limit,
                                 observers=self.observers)
-        peer = ZabPeer(settings, accepted, current, self.storage.logged_zxids(floor), floor,
-                       self.replica.tree.last_zxid, time_ms)
-        self.node = EnsembleNode(peer, self.replica, self.storage,
-                                 read_only_when_not_serving=config.read_only_mode_enabled,
-                                 membership=self.membership, on_membership=self._membership_changed)
+        self.node = open_member(settings, self.replica, self.storage, time_ms,
+                                read_only_when_not_serving=config.read_only_mode_enabled,
+                                membership=self.membership,
+                                on_membership=self._membership_changed)
         self.node.on_reset_link = self._reset_link
+        peer = self.node.peer
         if self.my_id not in self.voters | self.observers:
             peer.activate(self.voters, self.observers)  # removed by a reconfig: stays out
-        log.info("ensemble member restored", peer=self.my_id, accepted_epoch=accepted,
-                 current_epoch=current, zxid=hex(self.replica.tree.last_zxid))
+        log.info("ensemble member restored", peer=self.my_id, accepted_epoch=peer.accepted_epoch,
+                 current_epoch=peer.current_epoch, zxid=hex(self.replica.tree.last_zxid))
 
     def _adopt_committed_membership(self) -> None:
         """With reconfig enabled, a membership committed by reconfig (in the restored tree)
@@ -197,9 +196,8 @@ class QuorumServer(Server):
 
     def _snapshot_written(self, meta: dict) -> None:
         """Tell the peer how far back its log still reaches."""
-        snapshots = self.txn_log.snapshots()
-        if len(snapshots) >= self.config.snap_retain_count:
-            self.node.peer.set_log_floor(snapshots[-1]["zxid"])
+        self.node.snapshots_retained([meta["zxid"] for meta in self.txn_log.snapshots()],
+                                     self.config.snap_retain_count)
 
     # -- clients and status ----------------------------------------------------------------------
 

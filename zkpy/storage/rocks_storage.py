@@ -31,6 +31,13 @@ class RocksStorage:
         # report its zxid as durable afterwards.
         self.generation = 0
 
+    def close(self) -> None:
+        """Close the log. Txns still queued were never synced, so never acknowledged: they
+        are dropped, as a crash would lose them."""
+        with self._lock:
+            self.queued = []
+        self.txn_log.close()
+
     # -- epochs ------------------------------------------------------------------------------
 
     def epochs(self) -> tuple[int, int]:

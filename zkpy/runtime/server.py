@@ -494,6 +494,7 @@ class Server:
         started = time.monotonic()
         sessions = [(s.session_id, s.timeout_ms) for s in self.replica.sessions.sessions.values()]
         loop = asyncio.get_running_loop()
+        log.info("snapshot started", zxid=hex(start_zxid))
         try:
             path = self.txn_log.new_snapshot_path(start_zxid)
             pid = self._fork_snapshot_child(tree, path)

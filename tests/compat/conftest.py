@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.rawclient import RawClient, expire_session
-from tests.support.servers import KINDS
+from tests.support.servers import ENSEMBLE_KINDS, KINDS
 
 COMPAT_DIR = Path(__file__).resolve().parent
 CROSS = "both"
@@ -89,7 +89,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def render_matrix() -> str:
-    columns = [kind for kind in KINDS]
+    seen = {column for cells in _RESULTS.values() for column in cells}
+    columns = [kind for kind in ENSEMBLE_KINDS if kind in KINDS or kind in seen]
     if any(CROSS in cells for cells in _RESULTS.values()):
         columns.append(CROSS)
     width = max([len(row) for row in _RESULTS] + [len("test")])

@@ -39,7 +39,7 @@ from tests.support.ensemble_fixtures import (describe_logs, ensemble_factory,  #
                                              wait_serving)
 from tests.support.normalize import sequence_number
 from tests.support.rawclient import OPEN_ACL_UNSAFE, ConnectionClosed, RawClient
-from tests.support.servers import KINDS, connect_string
+from tests.support.servers import ENSEMBLE_KINDS, connect_string
 
 pytestmark = pytest.mark.compat
 
@@ -47,7 +47,7 @@ CURATOR_SCENARIOS = ["mutex", "leader_latch", "curator_cache", "service_discover
 JOIN_S = 60
 
 
-@pytest.fixture(scope="module", params=KINDS)
+@pytest.fixture(scope="module", params=ENSEMBLE_KINDS)
 def server_kind(request) -> str:
     return request.param
 

@@ -20,7 +20,27 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JAVA_DIR = Path("/usr/share/java")
 REFERENCE_CLASSPATH = ["/etc/zookeeper/conf", str(JAVA_DIR / "zookeeper.jar")]
+# A logger binding, so a Java member's warnings (and, when a test asks, its INFO lines) reach
+# its server.log: the mixed-ensemble tests read them.
+JAVA_LOGGER_JARS = [str(JAVA_DIR / "slf4j-simple.jar")]
 KINDS = ("zookeeper", "zkpy")
+# Mixed ensembles of Java and zkpy members: "mixedjava" has a Java majority, "mixedzkpy" a
+# zkpy one. The minority takes the highest ids, so that either kind can be brought to lead by
+# killing leaders (with equal zxids the highest id wins an election).
+MIXED_KINDS = ("mixedjava", "mixedzkpy")
+ENSEMBLE_KINDS = KINDS + MIXED_KINDS
+
+
+def member_kinds(kind, size: int) -> list[str]:
+    """The kind of each member of an ensemble of ``kind`` (one kind, a mixed kind or a list)."""
+    if not isinstance(kind, str):
+        return list(kind)
+    minority = size // 2
+    if kind == "mixedjava":
+        return ["zookeeper"] * (size - minority) + ["zkpy"] * minority
+    if kind == "mixedzkpy":
+        return ["zkpy"] * (size - minority) + ["zookeeper"] * minority
+    return [kind] * size
 
 
 def free_port() -> int:
@@ -119,10 +139,13 @@ class ServerProcess:
             "zookeeper.log.dir": str(self.workdir),
             "zookeeper.root.logger": "INFO,CONSOLE",
             "zookeeper.admin.enableServer": "false",
+            "org.slf4j.simpleLogger.defaultLogLevel": "warn",
+            "org.slf4j.simpleLogger.showDateTime": "true",
         }
         properties.update(self.jvm_properties)
+        loggers = [jar for jar in JAVA_LOGGER_JARS if Path(jar).exists()]
         return ["java", "-Xmx512m", *[f"-D{k}={v}" for k, v in properties.items()],
-                "-cp", ":".join(REFERENCE_CLASSPATH),
+                "-cp", ":".join(REFERENCE_CLASSPATH + loggers),
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config_path)]
 
     def start(self, timeout_s: float = 30.0) -> "ServerProcess":
@@ -192,17 +215,19 @@ class ServerProcess:
         return self.start(timeout_s)
 
 
-def ensemble(kind: str, workdir: Path, size: int = 3, settings: dict | None = None,
+def ensemble(kind, workdir: Path, size: int = 3, settings: dict | None = None,
              jvm_properties: dict | None = None) -> list[ServerProcess]:
     """``size`` unstarted members of one ensemble on loopback, each with its own ports and
-    data directory; start them with ``start_all``."""
-    ports = distinct_free_ports(size)
+    data directory; start them with ``start_all``. ``kind`` is one kind for every member, a
+    mixed kind, or a list of kinds, one per member (see ``member_kinds``)."""
+    kinds = member_kinds(kind, size)
+    ports = distinct_free_ports(len(kinds))
     lines = {f"server.{i + 1}": f"127.0.0.1:{q}:{e};127.0.0.1:{c}" for i, (c, q, e) in enumerate(ports)}
     members = []
-    for index, (client_port, _, _) in enumerate(ports):
+    for index, ((client_port, _, _), member_kind) in enumerate(zip(ports, kinds)):
         merged = {"initLimit": "10", "syncLimit": "5", "tickTime": "1000", **lines, **(settings or {})}
-        members.append(ServerProcess(kind, Path(workdir) / f"{kind}-{index + 1}", merged,
-                                     jvm_properties, myid=index + 1, port=client_port))
+        members.append(ServerProcess(member_kind, Path(workdir) / f"{member_kind}-{index + 1}",
+                                     merged, jvm_properties, myid=index + 1, port=client_port))
     return members
 
 

@@ -1,6 +1,6 @@
 """A follower forwards a neutral command (front-end tag and decoded record), never wire bytes:
-zkpy's peer encoding turns it into bytes and back, and the leader's replica core prepares the
-record it decoded once."""
+the peer encoding (ZooKeeper's REQUEST packet, zkpy.zab.zklink) turns it into bytes and back,
+and the leader's replica core prepares the record it decoded once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from zkpy.ensemble.node import _command, _forward
 from zkpy.replica.core import FOLLOWER, LEADER, CoreSettings, ReplicaCore
 from zkpy.replica.request import ZOOKEEPER, Request
 from zkpy.zab import messages as m
-from zkpy.zab.wire import decode_message, encode_message
+from jute import quorum as q
+from zkpy.zab.zklink import LeaderLink, LearnerLink
 
 OPEN = (r.ACL(31, r.Id("world", "anyone")),)
 AUTH = (r.Id("ip", "127.0.0.1"), r.Id("digest", "alice:x"))
@@ -43,9 +44,23 @@ def _plain(value):
     return value
 
 
+def _packet_bytes(forward: m.Forward) -> bytes:
+    learner = LearnerLink(2, 1, 0, lambda session_id: None)
+    return b"".join(map(q.encode_packet, learner.outgoing(forward)))
+
+
+def _leader_receives(data: bytes) -> list:
+    leader = LeaderLink(lambda: b"", lambda session_id, timeout_ms: False)
+    leader.first(q.Packet(q.FOLLOWERINFO, 1 << 32, q.encode_learner_info(q.LearnerInfo(2))))
+    messages = []
+    for packet in q.PacketDecoder(1 << 20).feed(data):
+        messages.extend(leader.incoming(packet)[0])
+    return messages
+
+
 def _wire(forward: m.Forward) -> m.Forward:
-    frame = encode_message(forward)
-    return decode_message(frame[4:])
+    (received,) = _leader_receives(_packet_bytes(forward))
+    return received
 
 
 @pytest.mark.parametrize("op, body", COMMANDS, ids=[op.name for op, _ in COMMANDS])
@@ -64,11 +79,14 @@ def test_a_forwarded_command_crosses_the_peer_wire_as_its_record(op, body):
 
 
 def test_a_forwarded_body_that_does_not_parse_is_a_bad_peer_message():
-    frame = bytearray(encode_message(_forward(Request(1, 1, OpCode.setData,
-                                                      r.SetDataRequest("/a", b"v", -1)))))
-    del frame[-12:]  # cut into the body and the auth vector
+    data = _packet_bytes(_forward(Request(1, 1, OpCode.setData, r.SetDataRequest("/a", b"v", -1))))
+    packet = q.PacketDecoder(1 << 20).feed(data)[0]
+    cut = packet._replace(data=packet.data[:-6])  # the body ends inside the data's bytes
     with pytest.raises(JuteDecodeError):
-        decode_message(bytes(frame[4:]))
+        _leader_receives(q.encode_packet(cut))
+    unknown = packet._replace(data=q.encode_request(1, 1, 4242, b""))
+    with pytest.raises(JuteDecodeError):
+        _leader_receives(q.encode_packet(unknown))
 
 
 def test_the_leader_prepares_a_forwarded_command_and_the_follower_queues_its_own():

@@ -44,6 +44,9 @@ class EnsembleNode:
         self.on_membership = on_membership  # called with the new Membership after a reconfig
         self.reconfig_prepared_zxid: int | None = None
         self.on_reset_link = None  # called with a peer id whose connections must be dropped
+        # A SNAP's payload is the tree encoded here, unless the peer encoding serialises the
+        # tree itself as it writes (ZooKeeper's protocol does: zkpy.runtime.zkpeers).
+        self.fill_snapshots = True
         # Appended but not yet applied txns, by zxid: commits are applied from here.
         self.unapplied: dict[int, tuple] = {}
         self.role = NOT_SERVING
@@ -244,7 +247,7 @@ class EnsembleNode:
             if any(t is None for t in txns):
                 txns = self.storage.read_txns(after, upto)
             return m.SyncDiff(tuple(txns))
-        if type(message) is m.SyncSnap and message.payload is None:
+        if type(message) is m.SyncSnap and message.payload is None and self.fill_snapshots:
             tree = self.core.tree
             sessions = [(s.session_id, s.timeout_ms) for s in self.core.sessions.sessions.values()]
             return m.SyncSnap(tree.last_zxid, encode_snapshot(tree, sessions))
@@ -269,7 +272,11 @@ class EnsembleNode:
 
     def _install_snapshot(self, snap: m.SyncSnap, now_ms: int) -> None:
         # Decoded once: the storage makes this tree durable before the core starts changing it.
-        tree, sessions = decode_snapshot(snap.payload, snap.zxid)
+        # A peer encoding that reads the tree as it arrives hands it over decoded.
+        if type(snap.payload) is tuple:
+            tree, sessions = snap.payload
+        else:
+            tree, sessions = decode_snapshot(snap.payload, snap.zxid)
         self.storage.install_snapshot(snap.zxid, tree, sessions)
         core = self.core
         core.reload_tree(tree)

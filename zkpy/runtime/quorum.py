@@ -21,7 +21,8 @@ from zkpy.ensemble.member import open_member
 from zkpy.ensemble.node import EnsembleNode
 from zkpy.frontends.zookeeper.connection import Connect
 from zkpy.runtime import tls
-from zkpy.runtime.peers import LinkSet
+from zkpy.sessions.tracker import JAVA_SESSION_SECRET
+from zkpy.runtime.zkpeers import ElectionLinks, QuorumLinks
 from zkpy.runtime.server import ClientHandler, Server, now_ms
 from zkpy.storage.rocks_storage import RocksStorage
 from zkpy.zab import messages as m
@@ -30,10 +31,11 @@ from zkpy.zab.peer import PeerSettings
 
 log = structlog.get_logger("zkpy.quorum")
 
-# Session passwords must verify on every member, so they share one secret (ZooKeeper uses a
-# fixed constant for the same reason).
-ENSEMBLE_SESSION_SECRET = b"zkpy-ensemble-session-secret"
+# Session passwords must verify on every member, Java or zkpy, so they are ZooKeeper's own
+# (derived from the session id and ZooKeeper's fixed constant).
+ENSEMBLE_SESSION_SECRET = JAVA_SESSION_SECRET
 TICK_INTERVAL_S = 0.05
+PEER_DATA_MARGIN_BYTES = 1 << 20  # a txn's header and record around a request's data
 
 
 def read_myid(data_dir: str) -> int:
@@ -66,8 +68,8 @@ class QuorumServer(Server):
         self.membership = Membership({s.server_id: s for s in config.servers}, 0)
         self.storage = RocksStorage(self.txn_log)
         self.node: EnsembleNode | None = None
-        self.quorum_links: LinkSet | None = None
-        self.election_links: LinkSet | None = None
+        self.quorum_links: QuorumLinks | None = None
+        self.election_links: ElectionLinks | None = None
 
     def restore(self) -> None:
         super().restore()
@@ -126,6 +128,8 @@ class QuorumServer(Server):
     # -- links ---------------------------------------------------------------------------------
 
     async def _start_ensemble(self) -> None:
+        """Listen on the election and quorum ports and speak ZooKeeper's peer protocol on them
+        (zkpy.runtime.zkpeers), with Java members and zkpy members alike."""
         me = self.own_spec
         everyone = {**self.members, self.my_id: me}
         quorum_addresses = {sid: (s.host, s.quorum_port) for sid, s in everyone.items()}
@@ -134,15 +138,40 @@ class QuorumServer(Server):
         if self.config.quorum_tls is not None:
             server_ssl = tls.server_context(self.config.quorum_tls)
             client_ssl = tls.client_context(self.config.quorum_tls)
-        self.quorum_links = LinkSet(self.my_id, quorum_addresses, "quorum", self._on_message,
-                                    self._on_lost, report_loss=True,
-                                    server_ssl=server_ssl, client_ssl=client_ssl)
-        self.election_links = LinkSet(self.my_id, election_addresses, "election",
-                                      self._on_message, self._on_lost, report_loss=False,
-                                      server_ssl=server_ssl, client_ssl=client_ssl)
+        self.node.fill_snapshots = False  # a SNAP streams ZooKeeper's serialisation instead
+        self.quorum_links = QuorumLinks(
+            self.my_id, quorum_addresses, self._on_message, self._on_lost,
+            config_text=self._config_text, config_version=lambda: self.membership.version,
+            session_timeout=self._session_timeout, revalidate=self._revalidate,
+            snapshot_source=self._snapshot_source,
+            max_data_bytes=self.config.max_buffer_bytes + PEER_DATA_MARGIN_BYTES,
+            server_ssl=server_ssl, client_ssl=client_ssl)
+        self.election_links = ElectionLinks(self.my_id, election_addresses, self._on_message,
+                                            self._config_text, server_ssl=server_ssl,
+                                            client_ssl=client_ssl)
         await self.quorum_links.start(me.host, me.quorum_port)
         await self.election_links.start(me.host, me.election_port)
         self._route(self.node.process(now_ms()))
+
+    def _config_text(self) -> bytes:
+        """The QuorumVerifier text notifications and NEWLEADER carry."""
+        return format_membership(self.membership).encode()
+
+    def _session_timeout(self, session_id: int) -> int | None:
+        session = self.replica.sessions.sessions.get(session_id)
+        return None if session is None else session.timeout_ms
+
+    def _revalidate(self, session_id: int, timeout_ms: int) -> bool:
+        """A learner's client reconnected with this session: live (and now touched) or not."""
+        session = self.replica.sessions.sessions.get(session_id)
+        if session is None or session.closing:
+            return False
+        self.replica.touch_sessions([session_id], now_ms())
+        return True
+
+    def _snapshot_source(self) -> tuple:
+        sessions = [(s.session_id, s.timeout_ms) for s in self.replica.sessions.sessions.values()]
+        return self.replica.tree, sessions
 
     def _stop_ensemble(self) -> None:
         for links in (self.quorum_links, self.election_links):
@@ -162,8 +191,8 @@ class QuorumServer(Server):
         self._route(self.node.step(sender, message, now_ms()))
         self._schedule_flush()
 
-    def _on_lost(self, peer_id: int, incoming: bool) -> None:
-        self._route(self.node.link_lost(peer_id, now_ms(), incoming))
+    def _on_lost(self, peer_id: int) -> None:
+        self._route(self.node.link_lost(peer_id, now_ms()))
         self._schedule_flush()
 
     # -- the order stage -------------------------------------------------------------------------

@@ -168,7 +168,7 @@ class Server:
             max_session_timeout_ms=config.max_session_timeout,
             extended_types_enabled=config.extended_types_enabled,
             server_id=server_id,
-            session_secret=session_secret or self.txn_log.secret(),
+            session_secret=(self.txn_log.secret() if session_secret is None else session_secret),
             super_digest=config.super_digest,
             max_watches_per_session=config.max_watches_per_session,
             reconfig_enabled=bool(server_id) and config.reconfig_enabled,

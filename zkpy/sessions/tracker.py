@@ -23,9 +23,39 @@ class Session:
         self.read_only = read_only
 
 
+# The secret that asks for ZooKeeper's own passwords: every member of an ensemble, Java or
+# zkpy, must derive the same password for a session, or a client moving between them fails.
+JAVA_SESSION_SECRET = b""
+
+
 def session_password(session_id: int, secret: bytes) -> bytes:
-    """The 16-byte password of a session: derived, so it survives restarts unstored."""
+    """The 16-byte password of a session: derived, so it survives restarts unstored. With
+    ``JAVA_SESSION_SECRET`` it is ZooKeeper's (``java_session_password``)."""
+    if not secret:
+        return java_session_password(session_id)
     return hashlib.sha256(secret + session_id.to_bytes(8, "big", signed=True)).digest()[:16]
+
+
+_JAVA_RANDOM_MULTIPLIER = 0x5DEECE66D
+_JAVA_RANDOM_ADDEND = 0xB
+_JAVA_RANDOM_MASK = (1 << 48) - 1
+_ZK_SUPER_SECRET = 0xB3415C00  # ZooKeeperServer.superSecret
+
+
+def java_session_password(session_id: int) -> bytes:
+    """The 16-byte password ZooKeeper gives a session (ZooKeeperServer.generatePasswd):
+    ``new java.util.Random(sessionId ^ 0xB3415C00).nextBytes(new byte[16])``.
+
+    java.util.Random: the seed is scrambled as ``(seed ^ 0x5DEECE66D) & (2**48 - 1)``; each
+    ``nextInt()`` steps the 48-bit LCG ``seed = seed * 0x5DEECE66D + 0xB`` and takes its top 32
+    bits; nextBytes fills the array four bytes per nextInt, lowest byte first. ``session_id``
+    is a signed Java long (an unsigned 64-bit value gives the same result)."""
+    seed = ((session_id ^ _ZK_SUPER_SECRET) ^ _JAVA_RANDOM_MULTIPLIER) & _JAVA_RANDOM_MASK
+    out = bytearray()
+    for _ in range(4):  # 16 bytes: four nextInt() calls, each used whole
+        seed = (seed * _JAVA_RANDOM_MULTIPLIER + _JAVA_RANDOM_ADDEND) & _JAVA_RANDOM_MASK
+        out += (seed >> 16).to_bytes(4, "little")
+    return bytes(out)
 
 
 def first_session_id(server_id: int, now_ms: int) -> int:

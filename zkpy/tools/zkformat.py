@@ -43,25 +43,23 @@ from typing import BinaryIO, Iterator, NamedTuple
 
 import cramjam
 
-from jute import OpCode, Perms
+from jute import OpCode
 from jute import records as r
 from jute.errors import JuteDecodeError
 from jute.opcodes import TXN_RECORDS
+from zkpy.zab.zksnap import (INT as _INT, LONG as _LONG, OPEN_ACL, OPEN_ACL_INDEX,
+                             STAT_PERSISTED as _STAT_PERSISTED, encode_acl_list,
+                             encode_node_record, encode_ustring as _ustring)
 
 SNAP_MAGIC = 0x5A4B534E  # "ZKSN"
 LOG_MAGIC = 0x5A4B4C47  # "ZKLG"
 FORMAT_VERSION = 2
 SNAPSHOT_DBID = -1  # FileSnap.dbId
 LOG_DBID = 0
-OPEN_ACL_INDEX = -1
-OPEN_ACL = (r.ACL(int(Perms.ALL), r.Id("world", "anyone")),)
 END_OF_RECORD = 0x42
 DIGEST_BYTES = 12  # TxnDigest: int version, long digest
 
 _SNAPPY_MAGIC = b"\x82SNAPPY\x00"
-_INT = struct.Struct(">i")
-_LONG = struct.Struct(">q")
-_STAT_PERSISTED = struct.Struct(">qqqqiiiqq")
 _NAME = re.compile(r"^(snapshot|log)\.([0-9a-fA-F]+)(\.gz|\.snappy)?$")
 
 
@@ -399,24 +397,6 @@ class _SnapshotWriter:
         self.adler = zlib.adler32(_LONG.pack(self.adler) + _ustring("/"), self.adler)
 
 
-def _ustring(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return _INT.pack(len(data)) + data
-
-
-def _buffer(data: bytes | None) -> bytes:
-    if data is None:
-        return _INT.pack(-1)
-    return _INT.pack(len(data)) + data
-
-
-def encode_acl_list(acl) -> bytes:
-    parts = [_INT.pack(len(acl))]
-    for entry in acl:
-        parts.append(_INT.pack(entry.perms) + _ustring(entry.id.scheme) + _ustring(entry.id.id))
-    return b"".join(parts)
-
-
 def write_snapshot(path: Path, nodes, sessions, compress: str = "") -> int:
     """Write a snapshot file ZooKeeper 3.8 loads: ``nodes`` are (path, data, acl, stat) with
     parents before children (stat: a StatPersisted or anything with its fields); ``sessions``
@@ -430,8 +410,7 @@ def write_snapshot(path: Path, nodes, sessions, compress: str = "") -> int:
         index = acl_index.get(key)
         if index is None:
             index = acl_index[key] = len(acl_index) + 1
-        body.append(_ustring("" if node_path == "/" else node_path) + _buffer(data)
-                    + _LONG.pack(index) + _STAT_PERSISTED.pack(*stat))
+        body.append(encode_node_record(node_path, data, index, stat))
         count += 1
     tmp = path.with_name(path.name + ".tmp")
     opener = gzip.open if compress == "gz" else open

@@ -156,13 +156,15 @@ class PacketDecoder:
 
     def _parse(self, buffer: bytes, offset: int):
         available = len(buffer)
-        if available - offset < _HEAD.size + 4:
+        if available - offset < _HEAD.size:
             return None
         packet_type, zxid, length = _HEAD.unpack_from(buffer, offset)
         position = offset + _HEAD.size
         if length < -1 or length > self.max_data_bytes:
             raise JuteDecodeError(f"quorum packet data length {length} out of range "
                                   f"(limit {self.max_data_bytes})")
+        if available - position < 4:
+            return None
         data = None
         if length >= 0:
             if available - position < length + 4:

@@ -57,25 +57,15 @@ def _too_backed_up(writer: asyncio.StreamWriter) -> bool:
     return transport is None or transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES
 
 
-class ElectionLinks:
-    """The election port: notifications to and from every other member."""
+class _PeerPort:
+    """A listening peer port and the addresses of the members it talks to."""
 
-    def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]],
-                 on_vote: Callable[[int, m.Vote], None], config_text: Callable[[], bytes],
-                 server_ssl=None, client_ssl=None) -> None:
+    def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]], server_ssl,
+                 client_ssl) -> None:
         self.my_id = my_id
         self.addresses = dict(addresses)
-        host, port = addresses[my_id]
-        self.my_address = f"{host}:{port}"
-        self.on_vote = on_vote
-        self.config_text = config_text
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
-        self.writers: dict[int, asyncio.StreamWriter] = {}
-        self.waiting: dict[int, m.Vote] = {}  # the newest vote for a peer not connected
-        self.connecting: dict[int, asyncio.Task] = {}
-        self.last_attempt_s: dict[int, float] = {}
-        self.tasks: set[asyncio.Task] = set()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -84,6 +74,27 @@ class ElectionLinks:
 
     def add_members(self, addresses: dict[int, tuple[str, int]]) -> None:
         self.addresses.update(addresses)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class ElectionLinks(_PeerPort):
+    """The election port: notifications to and from every other member."""
+
+    def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]],
+                 on_vote: Callable[[int, m.Vote], None], config_text: Callable[[], bytes],
+                 server_ssl=None, client_ssl=None) -> None:
+        super().__init__(my_id, addresses, server_ssl, client_ssl)
+        host, port = addresses[my_id]
+        self.my_address = f"{host}:{port}"
+        self.on_vote = on_vote
+        self.config_text = config_text
+        self.writers: dict[int, asyncio.StreamWriter] = {}
+        self.waiting: dict[int, m.Vote] = {}  # the newest vote for a peer not connected
+        self.connecting: dict[int, asyncio.Task] = {}
+        self.last_attempt_s: dict[int, float] = {}
+        self.tasks: set[asyncio.Task] = set()
 
     def stop(self) -> None:
         if self.server is not None:
@@ -253,7 +264,7 @@ class _Connection:
             self.writer.close()
 
 
-class QuorumLinks:
+class QuorumLinks(_PeerPort):
     """The quorum port: learners' connections to us, and ours to our leader."""
 
     def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]],
@@ -262,8 +273,7 @@ class QuorumLinks:
                  session_timeout: Callable[[int], int | None],
                  revalidate: Callable[[int, int], bool], snapshot_source: Callable[[], tuple],
                  max_data_bytes: int, server_ssl=None, client_ssl=None) -> None:
-        self.my_id = my_id
-        self.addresses = dict(addresses)
+        super().__init__(my_id, addresses, server_ssl, client_ssl)
         self.on_message = on_message
         self.on_lost = on_lost
         self.config_text = config_text
@@ -272,20 +282,10 @@ class QuorumLinks:
         self.revalidate = revalidate
         self.snapshot_source = snapshot_source
         self.max_data_bytes = max_data_bytes
-        self.server_ssl = server_ssl
-        self.client_ssl = client_ssl
         self.learners: dict[int, _Connection] = {}  # learners connected to us, by id
         self.leader: _Connection | None = None  # our connection to the leader we follow
         self.unnamed: set[_Connection] = set()
-        self.server: asyncio.AbstractServer | None = None
         self.last_follow_s = -1e9
-
-    async def start(self, host: str, port: int) -> None:
-        self.server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
-                                                 ssl=self.server_ssl)
-
-    def add_members(self, addresses: dict[int, tuple[str, int]]) -> None:
-        self.addresses.update(addresses)
 
     def stop(self) -> None:
         if self.server is not None:

@@ -33,8 +33,8 @@ from jute.errors import JuteDecodeError
 from zkpy.replica.commands import decode_body, encode_body
 from zkpy.tree.txncodec import decode_txn, encode_txn
 from zkpy.zab import messages as m
+from zkpy.zab.peer import EPOCH_SHIFT
 
-EPOCH_SHIFT = 32
 _COUNTER_MASK = (1 << EPOCH_SHIFT) - 1
 _SYNC = int(OpCode.sync)
 _RECONFIG = int(OpCode.reconfig)

@@ -34,7 +34,7 @@ from jute import records as r
 from tests.compat.test_curator import run_scenarios, scenario_classpath
 from tests.compat.test_zkcli import MARKER, split_transcript, zkcli
 from tests.support.ensemble_fixtures import (describe_logs, ensemble_factory,  # noqa: F401
-                                             leader_of, make_client, mode,
+                                             leader_of, make_client, member_client, mode,
                                              module_ensemble_factory, stop_clients, wait_for,
                                              wait_serving)
 from tests.support.normalize import sequence_number
@@ -730,7 +730,8 @@ def test_curator_and_zkcli_across_a_leader_kill(server_kind, ensemble_factory):
     results = {}
 
     def curator():
-        results["run"] = run_scenarios(connect_string(members), ["mutex", "leader_latch"])
+        # Each scenario may run to its own 90 s bound when a session has to expire.
+        results["run"] = run_scenarios(connect_string(members), ["mutex", "leader_latch"], 220)
 
     thread = threading.Thread(target=curator, daemon=True)
     thread.start()
@@ -750,3 +751,28 @@ def test_curator_and_zkcli_across_a_leader_kill(server_kind, ensemble_factory):
     code, output = zkcli(["-server", connect_string(survivors)],
                          "create /after-kill x\nget /after-kill\nquit\n", 120)
     assert code == 0 and "Created /after-kill" in output and "x" in output.splitlines(), output
+
+
+def test_a_session_left_on_a_killed_leader_expires_under_the_next(server_kind, ensemble_factory):
+    """A client that knew only the leader loses it with the leader: its session cannot be closed
+    or renewed, so the next leader must expire it (ephemeral gone) from the session table it
+    inherited. The Curator failover above relies on this when a close meets the kill."""
+    members = ensemble_factory(server_kind, 3)
+    leader = leader_of(members)
+    survivors = [m for m in members if m is not leader]
+    orphan = member_client(leader, timeout_s=4.0)
+    observer = make_client(connect_string(survivors))
+    try:
+        orphan.create("/orphan", b"", ephemeral=True)
+        orphan_session_id = orphan.client_id[0]
+        observer.start(20)
+        observer.sync("/")
+        owner = observer.exists("/orphan").ephemeralOwner
+        assert owner == orphan_session_id, (hex(owner), hex(orphan_session_id))
+        leader.kill()
+        leader_of(survivors, timeout_s=60)
+        # A deadline well past the 4 s session, not a timing check.
+        wait_for(lambda: observer.exists("/orphan") is None,
+                 "the orphaned session to expire under the new leader", 90, 0.2)
+    finally:
+        stop_clients([orphan, observer])

@@ -64,7 +64,7 @@ import org.apache.zookeeper.data.Stat;
  */
 public final class CuratorScenarios {
     static final long WAIT_MS = 20_000;
-    static final long SCENARIO_TIMEOUT_S = 60;
+    static final long SCENARIO_TIMEOUT_S = 90;
 
     final String connectString;
     final List<CuratorFramework> clients = new CopyOnWriteArrayList<>();
@@ -201,7 +201,11 @@ public final class CuratorScenarios {
     }
 
     static void waitFor(String what, BooleanSupplier condition) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(WAIT_MS);
+        waitFor(what, WAIT_MS, condition);
+    }
+
+    static void waitFor(String what, long waitMs, BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMs);
         while (!condition.getAsBoolean()) {
             if (System.nanoTime() > deadline) {
                 throw new AssertionError("gave up waiting for " + what);
@@ -363,9 +367,12 @@ public final class CuratorScenarios {
         check(second != first, "leadership did not move after the leader closed its latch");
         leaders.add("p" + second);
         // Failover 2: the new leader's whole session goes away (its ephemeral node with it).
+        // If the close cannot reach the ensemble (a test may kill the leader at this moment), the
+        // session ends by expiry instead, so this wait allows the negotiated timeout on top.
+        long sessionTimeoutMs = clients.get(second).getZookeeperClient().getZooKeeper().getSessionTimeout();
         clients.get(second).close();
         open.remove(Integer.valueOf(second));
-        int third = awaitSingleLeader(latches, open);
+        int third = awaitSingleLeader(latches, open, WAIT_MS + sessionTimeoutMs);
         check(third != second && third != first, "leadership did not move after the leader's session closed");
         leaders.add("p" + third);
         final int last = third;
@@ -380,8 +387,13 @@ public final class CuratorScenarios {
     }
 
     static int awaitSingleLeader(List<LeaderLatch> latches, List<Integer> candidates) throws InterruptedException {
+        return awaitSingleLeader(latches, candidates, WAIT_MS);
+    }
+
+    static int awaitSingleLeader(List<LeaderLatch> latches, List<Integer> candidates, long waitMs)
+            throws InterruptedException {
         AtomicInteger leader = new AtomicInteger(-1);
-        waitFor("exactly one leader among " + candidates, () -> {
+        waitFor("exactly one leader among " + candidates, waitMs, () -> {
             int count = 0;
             for (int i : candidates) {
                 if (latches.get(i).hasLeadership()) {

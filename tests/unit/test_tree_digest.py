@@ -105,13 +105,73 @@ def test_tree_digest_follows_reference_datatree_through_changes():
         (_hdr(10, 8000, OpCode.create),
          r.CreateTxn("/a/s0000000005", b"", list(OPEN_ACL), False, 5), 9417298229),
     ]
+    kept = DataTree()  # the same changes on a tree that keeps its digest as it goes
+    assert kept.keep_digest() == tree_digest(kept)
     for hdr, txn, expected in steps:
         tree.apply(hdr, txn)
+        kept.apply(hdr, txn)
         assert tree_digest(tree) == expected, (hdr, txn)
+        assert kept.digest == expected, (hdr, txn)
     # deleteNode("/a/s0000000005", 11); deleteNode("/c", 12)
-    tree.apply(_hdr(11, 9000, OpCode.delete), r.DeleteTxn("/a/s0000000005"))
-    tree.apply(_hdr(12, 9000, OpCode.delete), r.DeleteTxn("/c"))
-    assert tree_digest(tree) == 7922134542
+    for t in (tree, kept):
+        t.apply(_hdr(11, 9000, OpCode.delete), r.DeleteTxn("/a/s0000000005"))
+        t.apply(_hdr(12, 9000, OpCode.delete), r.DeleteTxn("/c"))
+    assert tree_digest(tree) == 7922134542 == kept.digest
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_kept_digest_equals_the_digest_of_the_whole_tree(seed):
+    """Random creates (ephemeral too), setData, setACL, deletes, multis, closed sessions and
+    replayed txns on a tree keeping its digest: after each the kept value is the full sum."""
+    import random
+    from zkpy.tree.txncodec import encode_txn
+    rng = random.Random(seed)
+    tree = DataTree()
+    tree.keep_digest()
+    zxid = 1
+    live = ["/"]
+    for step in range(400):
+        zxid += 1
+        choice = rng.random()
+        parent = rng.choice(live)
+        name = ("" if parent == "/" else parent) + f"/n{step}"
+        session = rng.choice([0, 0x10, 0x20])
+        if choice < 0.4 or len(live) < 3:
+            hdr = _hdr(zxid, zxid * 10, OpCode.create, session)
+            txn = r.CreateTxn(name, bytes([step % 256]) * rng.randint(0, 40), list(OPEN_ACL),
+                              session != 0, -1)
+            tree.apply(hdr, txn)
+            if session == 0:
+                live.append(name)
+        elif choice < 0.6:
+            path = rng.choice(live)
+            tree.apply(_hdr(zxid, zxid * 10, OpCode.setData),
+                       r.SetDataTxn(path, b"v%d" % step, tree.nodes[path].version + 1))
+        elif choice < 0.7:
+            path = rng.choice(live)
+            tree.apply(_hdr(zxid, zxid * 10, OpCode.setACL),
+                       r.SetACLTxn(path, list(READ_ACL), tree.nodes[path].aversion + 1))
+        elif choice < 0.8:
+            leaves = [p for p in live if p != "/" and not tree.nodes[p].children]
+            if leaves:
+                path = rng.choice(leaves)
+                tree.apply(_hdr(zxid, zxid * 10, OpCode.delete), r.DeleteTxn(path))
+                live.remove(path)
+        elif choice < 0.9:
+            subs = [r.Txn(int(OpCode.create), r.CreateTxn.encode(
+                        (name, b"m", list(OPEN_ACL), False, -1))),
+                    r.Txn(int(OpCode.setData), r.SetDataTxn.encode((name, b"m2", 1)))]
+            tree.apply(_hdr(zxid, zxid * 10, OpCode.multi), r.MultiTxn(subs))
+            live.append(name)
+        elif choice < 0.95:
+            tree.apply(_hdr(zxid, zxid * 10, OpCode.closeSession, rng.choice([0x10, 0x20])),
+                       r.CloseSessionTxn([]))
+        else:
+            hdr = _hdr(zxid, zxid * 10, OpCode.setData)
+            path = rng.choice(live)
+            txn = r.SetDataTxn(path, b"replayed", tree.nodes[path].version + 1)
+            assert tree.replay_encoded(encode_txn(hdr, txn))
+        assert tree.digest == tree_digest(tree), f"seed {seed}, step {step}"
 
 
 @pytest.mark.parametrize("session_id,password_hex", [

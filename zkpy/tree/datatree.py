@@ -13,9 +13,10 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from jute import EventType, OpCode, Perms
+from jute import Err, EventType, OpCode, Perms
 from jute import records as r
 from zkpy.tree import paths
+from zkpy.tree.digest import node_digest, to_java_long, tree_digest
 from zkpy.tree.txncodec import (decode_set_data_txn, decode_sub_txn, split_logged_txn,
                                 split_multi_txn)
 from zkpy.tree.ephemeral import CONTAINER_OWNER, is_session_owner, ttl_of, ttl_owner
@@ -94,7 +95,35 @@ def _owner_of(txn_type: int, txn, session_id: int) -> int:
     return session_id if txn.ephemeral else 0
 
 
+def _failed_multi(subs) -> bool:
+    """A multi with an error among its sub-txns failed as a whole. zkpy's prep writes every
+    sub-txn of a failed multi as an error; ZooKeeper's keeps the ones before the failure as
+    they were prepared (a create, a setData) and its DataTree applies none of them."""
+    return any(sub.type == _ERROR for sub in subs)
+
+
+def _failed_multi_types(subs) -> bool:
+    return any(sub_type == _ERROR for sub_type, _ in subs)
+
+
+def _as_failed(subs) -> list:
+    """The sub-txns of a failed multi as ZooKeeper's DataTree turns them before applying:
+    every one that is not an error becomes ErrorTxn(OK) before the first error and
+    ErrorTxn(RUNTIMEINCONSISTENCY) after it, so the results match the failure."""
+    failed = []
+    after_failure = False
+    for sub in subs:
+        if sub.type == _ERROR:
+            after_failure = True
+            failed.append(sub)
+        else:
+            code = int(Err.RUNTIMEINCONSISTENCY) if after_failure else 0
+            failed.append(r.Txn(_ERROR, r.ErrorTxn.encode((code,))))
+    return failed
+
+
 # Plain ints: reading an IntEnum member costs about 50 ns, on paths run per txn.
+_ERROR = int(OpCode.error)
 _MULTI = int(OpCode.multi)
 _SET_DATA = int(OpCode.setData)
 _CREATE = int(OpCode.create)
@@ -104,9 +133,14 @@ _CREATE_TTL = int(OpCode.createTTL)
 
 
 class DataTree:
-    """All znodes by path, with the indexes that sessions and the reaper need."""
+    """All znodes by path, with the indexes that sessions and the reaper need.
+
+    ``digest`` is ZooKeeper's tree digest (zkpy.tree.digest), kept incrementally once
+    ``keep_digest`` has computed it (a follower that checks a Java leader's TxnDigests needs
+    it after every txn), and None until then: a tree nobody checks pays nothing for it."""
 
     def __init__(self, acl_cache_limit: int = 1 << 20) -> None:
+        self.digest: int | None = None
         self.nodes: dict[str, Node] = {}
         self.ephemerals: dict[int, set[str]] = {}
         self.containers: set[str] = set()
@@ -157,6 +191,16 @@ class DataTree:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def keep_digest(self) -> int:
+        """The tree digest now; from here on every change keeps it up to date."""
+        if self.digest is None:
+            self.digest = tree_digest(self)
+        return self.digest
+
+    def _redigest(self, path: str, node: Node, before: int) -> None:
+        """``node`` at ``path`` changed, its digest was ``before``: the tree's follows."""
+        self.digest = to_java_long(self.digest - before + node_digest(path, node))
+
     def get(self, path: str) -> Node | None:
         return self.nodes.get(path)
 
@@ -204,9 +248,10 @@ class DataTree:
         Nothing is reported (no results, no watch triggers): replay has nobody to tell."""
         zxid, time_ms, session_id = hdr.zxid, hdr.time_ms, hdr.client_id
         if hdr.type == _MULTI:
-            for sub in txn.txns:
-                self._replay_one(sub.type, zxid, time_ms, session_id,
-                                 decode_sub_txn(sub.type, sub.data))
+            if not _failed_multi(txn.txns):
+                for sub in txn.txns:
+                    self._replay_one(sub.type, zxid, time_ms, session_id,
+                                     decode_sub_txn(sub.type, sub.data))
         else:
             self._replay_one(hdr.type, zxid, time_ms, session_id, txn)
         if zxid > self.last_zxid:
@@ -228,11 +273,13 @@ class DataTree:
             path, data, version = decoded
             node = self.nodes.get(path)
             if node is not None:  # else deleted after a fuzzy snapshot encoded it: skipped
-                self._set_data(node, data, version, zxid, time_ms)
+                self._set_data(path, node, data, version, zxid, time_ms)
         elif txn_type == _MULTI:
             subs = split_multi_txn(buf, offset)
             if subs is None:
                 return False
+            if _failed_multi_types(subs):
+                subs = []  # a failed multi (see _apply_multi) changes nothing
             # Every sub-txn is decoded before the first is applied, so a malformed one
             # raises with the tree untouched, as the generic path does.
             records = [decode_sub_txn(sub_type, data) for sub_type, data in subs]
@@ -264,7 +311,7 @@ class DataTree:
                 self._raise_parent_counters(path, -1, zxid)
             return
         if txn_type == _SET_DATA:  # the common replayed change: no result to build
-            self._set_data(self.nodes[path], txn.data, txn.version, zxid, time_ms)
+            self._set_data(path, self.nodes[path], txn.data, txn.version, zxid, time_ms)
             return
         handler = self._HANDLERS.get(txn_type)
         if handler is None:
@@ -275,13 +322,17 @@ class DataTree:
 
     def _raise_parent_counters(self, path: str, parent_cversion: int, zxid: int) -> None:
         """Fuzzy replay: counters only ever grow, so a skipped txn's values win when newer."""
-        parent = self.nodes.get(paths.parent_of(path))
+        parent_path = paths.parent_of(path)
+        parent = self.nodes.get(parent_path)
         if parent is None:
             return
+        before = 0 if self.digest is None else node_digest(parent_path, parent)
         if parent_cversion > parent.cversion:
             parent.cversion = parent_cversion
         if zxid > parent.pzxid:
             parent.pzxid = zxid
+        if self.digest is not None:
+            self._redigest(parent_path, parent, before)
 
     def _apply_create(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         return self.create_node(txn.path, txn.data, txn.acl, _owner_of(txn_type, txn, session_id),
@@ -306,6 +357,10 @@ class DataTree:
         parent_path = path[:cut] if cut > 0 else "/"
         parent = self.nodes[parent_path]
         node = Node(data, self.intern_acl(acl), zxid, zxid, time_ms, time_ms, 0, 0, 0, owner, zxid)
+        digest = self.digest
+        if digest is not None:
+            self.digest = to_java_long(digest + node_digest(path, node)
+                                       - node_digest(parent_path, parent))
         if parent.children is None:
             parent.children = set()
         parent.children.add(path[cut + 1:])
@@ -314,6 +369,8 @@ class DataTree:
         if parent_cversion > parent.cversion:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
+        if digest is not None:
+            self.digest = to_java_long(self.digest + node_digest(parent_path, parent))
         self.nodes[path] = node
         if owner:
             self.index_owner(path, owner)
@@ -341,7 +398,12 @@ class DataTree:
         parent_path = paths.parent_of(path)
         parent = self.nodes[parent_path]
         parent.children.discard(paths.name_of(path))
-        if zxid > parent.pzxid:
+        if self.digest is not None:
+            before = node_digest(parent_path, parent) + node_digest(path, node)
+            if zxid > parent.pzxid:
+                parent.pzxid = zxid
+            self._redigest(parent_path, parent, before)
+        elif zxid > parent.pzxid:
             parent.pzxid = zxid
         owner = node.ephemeral_owner
         if owner == CONTAINER_OWNER:
@@ -360,21 +422,27 @@ class DataTree:
 
     def _apply_set_data(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]
-        self._set_data(node, txn.data, txn.version, zxid, time_ms)
+        self._set_data(txn.path, node, txn.data, txn.version, zxid, time_ms)
         return TxnResult(OpCode.setData, 0, txn.path, node.stat(),
                          ((NODE_DATA_CHANGED, txn.path, node.acl),))
 
-    @staticmethod
-    def _set_data(node: Node, data, version: int, zxid: int, time_ms: int) -> None:
+    def _set_data(self, path: str, node: Node, data, version: int, zxid: int,
+                  time_ms: int) -> None:
+        before = 0 if self.digest is None else node_digest(path, node)
         node.data = data
         node.version = version
         node.mzxid = zxid
         node.mtime = time_ms
+        if self.digest is not None:
+            self._redigest(path, node, before)
 
     def _apply_set_acl(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         node = self.nodes[txn.path]
+        before = 0 if self.digest is None else node_digest(txn.path, node)
         node.acl = self.intern_acl(txn.acl)
         node.aversion = txn.version
+        if self.digest is not None:
+            self._redigest(txn.path, node, before)
         return TxnResult(OpCode.setACL, 0, txn.path, node.stat(), ())
 
     def _apply_check(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
@@ -399,7 +467,10 @@ class DataTree:
     def _apply_multi(self, zxid, time_ms, session_id, txn_type, txn) -> TxnResult:
         results = []
         changes = []
-        for sub in txn.txns:
+        subs = txn.txns
+        if _failed_multi(subs):
+            subs = _as_failed(subs)
+        for sub in subs:
             record = decode_sub_txn(sub.type, sub.data)
             handler = self._HANDLERS[sub.type]
             result = handler(self, zxid, time_ms, session_id, sub.type, record)
@@ -442,6 +513,8 @@ class DataTree:
         node.acl = self.intern_acl(node.acl)
         node.children = None
         self.nodes[path] = node
+        if self.digest is not None:
+            self.digest = to_java_long(self.digest + node_digest(path, node))
         if path != "/":
             parent = self.nodes[paths.parent_of(path)]
             if parent.children is None:
@@ -451,6 +524,8 @@ class DataTree:
             self.index_owner(path, node.ephemeral_owner)
 
     def clear(self) -> None:
+        if self.digest is not None:
+            self.digest = 0
         self.nodes.clear()
         self.ephemerals.clear()
         self.containers.clear()

@@ -25,10 +25,12 @@ import pytest
 from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
+from tests.support.rawclient import RawClient
 from tests.support.ensemble_fixtures import (describe_logs, ensemble_factory,  # noqa: F401
                                              leader_of, make_client, member_client, mode,
                                              stop_clients, wait_for, wait_serving)
-from tests.support.servers import ServerProcess, connect_string, ensemble, start_all
+from tests.support.servers import (ServerProcess, connect_string, ensemble, four_letter_word,
+                                   start_all)
 
 pytestmark = pytest.mark.compat
 
@@ -113,10 +115,19 @@ def test_kazoo_writes_through_every_member_with_the_leader_on_either_side(kind, 
         assert {f"{root}/via-{m.kind}-{m.myid}" for m in members} <= tree.keys()
         assert all(tree[f"{root}/via-{m.kind}-{m.myid}"][0] == b"again" for m in members)
         assert mode(leader) == "leader"
+    checked = []
     for member in members:
-        if member.kind == "zookeeper":
-            log_text = member.log_path.read_text(errors="replace")
-            assert "igest mismatch" not in log_text, f"Java member {member.myid} saw a digest mismatch"
+        log_text = member.log_path.read_text(errors="replace")
+        assert "igest mismatch" not in log_text, (
+            f"{member.kind} member {member.myid} saw a digest mismatch\n" + describe_logs(members))
+        if member.kind == "zkpy":
+            mntr = dict(line.split("\t", 1) for line in
+                        four_letter_word(member.port, "mntr").splitlines() if "\t" in line)
+            assert mntr["zk_digest_mismatches_count"] == "0"
+            if "keeping the tree digest to check the leader's" in log_text:
+                checked.append(member.myid)
+    # While a Java member led, the zkpy followers checked its TxnDigests against their trees.
+    assert checked, "no zkpy member checked a Java leader's digest\n" + describe_logs(members)
 
 
 class Writer(threading.Thread):
@@ -243,6 +254,93 @@ def test_an_observer_of_the_other_kind_follows_and_serves(voters, observer, tmp_
         finally:
             stop_clients([reader])
         assert_same_tree_everywhere(members)
+    finally:
+        for member in members:
+            member.kill()
+
+
+@pytest.mark.parametrize("learner_kind", ["zookeeper", "zkpy"])
+def test_a_fresh_member_syncs_from_a_zkpy_leader_by_a_streamed_snap(learner_kind, tmp_path):
+    """A learner too far behind for a DIFF (the leader's log was purged past it) gets a SNAP:
+    a zkpy leader streams it from a forked child while it goes on taking writes, which follow
+    the snapshot on the same connection. The new member must end with every acknowledged
+    write and the same tree as the others."""
+    # snapCount 40: with 3 snapshots retained the log soon reaches back only past zxid 0.
+    members = ensemble([learner_kind, "zkpy", "zkpy"], tmp_path / "ensemble", 3,
+                       settings={"snapCount": "40"})
+    joiner, voters = members[0], members[1:]
+    try:
+        start_all(voters)
+        wait_serving(voters, 90)
+        leader = leader_of(voters, 60)
+        filler = member_client(leader)
+        try:
+            filler.ensure_path("/bulk")
+            value = bytes(range(256)) * 4
+            for batch in range(12):
+                waits = [filler.create_async(f"/bulk/n-{batch}-{i}", value) for i in range(250)]
+                for wait in waits:
+                    wait.get(30)
+        finally:
+            stop_clients([filler])
+        writer = Writer(connect_string(voters))
+        writer.start()
+        wait_for(lambda: len(writer.acknowledged) > 20, "writes before the join", 60)
+        joiner.start(90)
+        wait_serving(members, 90)
+        count = len(writer.acknowledged)
+        wait_for(lambda: len(writer.acknowledged) > count + 20, "writes after the join", 60)
+        writer.stop()
+        leader_log = leader.log_path.read_text(errors="replace")
+        assert "snapshot sent to learner" in leader_log, (
+            "the joiner was not synced by a streamed SNAP\n" + describe_logs(members))
+        client = member_client(joiner)
+        try:
+            client.sync("/roll")
+            present = {f"/roll/{name}" for name in client.get_children("/roll")}
+            bulk = len(client.get_children("/bulk"))
+        finally:
+            stop_clients([client])
+        missing = [path for path in writer.acknowledged if path not in present]
+        assert not missing, f"the joiner lacks acknowledged {missing[:5]}"
+        assert bulk == 12 * 250
+        assert_same_tree_everywhere(members)
+    finally:
+        for member in members:
+            member.kill()
+
+
+@pytest.mark.parametrize("moved_to", ["zkpy", "zookeeper"])
+def test_a_session_that_moves_between_followers_keeps_writing(moved_to, tmp_path):
+    """A Java leader owns each session by the member it last came through; a request of a
+    session owned by another member fails with SESSIONMOVED. A follower that a client
+    reconnects to must tell the leader (REVALIDATE) before it forwards the session's writes,
+    whichever kind either follower is."""
+    kinds = ["zookeeper", "zkpy", "zookeeper"]  # id 3, Java, leads a fresh ensemble
+    members = ensemble(kinds, tmp_path / "ensemble", 3)
+    try:
+        start_all(members)
+        wait_serving(members, 90)
+        leader = leader_of(members, 60)
+        followers = [m for m in members if m is not leader]
+        assert leader.kind == "zookeeper", describe_logs(members)
+        first = next(m for m in followers if m.kind != moved_to)
+        second = next(m for m in followers if m.kind == moved_to)
+        before = RawClient.from_connect_string(first.connect_string, timeout_ms=20000)
+        assert before.create("/moved-before").err == 0
+        session_id, password = before.session_id, before.passwd
+        before.disconnect()  # the connection only: the session lives on
+        # The same session, now through the other follower.
+        after = make_client(second.connect_string, client_id=(session_id, password))
+        try:
+            after.start(30)
+            assert after.client_id[0] == session_id
+            for index in range(5):
+                after.create(f"/moved-after-{index}", b"")
+            after.create("/moved-ephemeral", b"", ephemeral=True)
+            assert after.exists("/moved-ephemeral").ephemeralOwner == session_id
+        finally:
+            stop_clients([after])
     finally:
         for member in members:
             member.kill()

@@ -16,6 +16,7 @@ from zkpy.runtime import forked_snapshot
 from zkpy.storage import snapfile
 from zkpy.storage.recovery import restore
 from zkpy.storage.txnlog import TxnLog
+from zkpy.zab import zksnap
 from tests.unit.core_harness import CoreHarness, create
 
 pytestmark = pytest.mark.skipif(not forked_snapshot.available(), reason="needs os.fork")
@@ -88,3 +89,36 @@ def test_a_child_that_cannot_write_its_file_fails(tmp_path):
     with pytest.raises(forked_snapshot.SnapshotChildFailed):
         forked_snapshot.wait(pid)
     assert (tmp_path / "taken").read_bytes() == b""
+
+
+def _read_to_end(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 16):
+        parts.append(chunk)
+    os.close(fd)
+    return b"".join(parts)
+
+
+def test_a_streamed_snap_is_the_tree_as_it_was_at_the_fork():
+    h = _populated_harness(300)
+    tree = h.replica.tree
+    sessions = [(s.session_id, s.timeout_ms) for s in h.replica.sessions.sessions.values()]
+    expected = b"".join(zksnap.snap_chunks(tree, sessions, 1 << 20))
+    pid, read_fd = forked_snapshot.start_stream(lambda: zksnap.snap_chunks(tree, sessions, 512))
+    # The parent changes its tree at once: the child's copy must not see it.
+    c, _ = h.connect()
+    h.call(c, OpCode.create, create("/after-the-fork", b"late"))
+    streamed = _read_to_end(read_fd)
+    assert forked_snapshot.reap(pid) == 0
+    assert streamed == expected
+    assert b"/after-the-fork" not in streamed
+
+
+def test_a_stream_whose_chunks_fail_ends_with_a_failed_child():
+    def chunks():
+        yield b"first"
+        raise RuntimeError("encoding failed")
+
+    pid, read_fd = forked_snapshot.start_stream(chunks)
+    assert _read_to_end(read_fd) == b"first"
+    assert forked_snapshot.reap(pid) != 0

@@ -15,9 +15,10 @@ import structlog
 from jute import Err, OpCode
 
 from zkpy.ensemble.storage import Storage
-from zkpy.replica.core import FOLLOWER, LEADER, READ_ONLY, ReplicaCore
+from zkpy.replica.core import FOLLOWER, LEADER, READ_ONLY, ReplicaCore, Revalidation
 from zkpy.replica.request import KeeperError, Request
 from zkpy.storage.records import decode_snapshot, encode_snapshot
+from zkpy.tree.digest import DIGEST_VERSION
 from zkpy.zab import messages as m
 from zkpy.zab.membership import (Membership, ReconfigError, format_membership,
                                  parse_membership, plan)
@@ -29,6 +30,9 @@ log = structlog.get_logger("zkpy.ensemble")
 _SYNC = int(OpCode.sync)
 
 NOT_SERVING = "not-serving"
+# A ZooKeeper leader's TxnDigests held for txns not yet applied: more than it can have in
+# flight; beyond it the oldest go unchecked.
+MAX_EXPECTED_DIGESTS = 1 << 16
 
 
 class EnsembleNode:
@@ -49,6 +53,11 @@ class EnsembleNode:
         self.fill_snapshots = True
         # Appended but not yet applied txns, by zxid: commits are applied from here.
         self.unapplied: dict[int, tuple] = {}
+        # A ZooKeeper leader's TxnDigests for txns not yet applied, by zxid, in zxid order:
+        # (digest version, tree digest after the txn). Checked after each applied batch.
+        self.expected_digests: dict[int, tuple[int, int]] = {}
+        self.digest_checks = 0
+        self.digest_mismatches = 0
         self.role = NOT_SERVING
         self.role_since_ms = 0
         self.appended_zxid = peer.last_logged
@@ -69,6 +78,9 @@ class EnsembleNode:
     # -- inputs ----------------------------------------------------------------------------------
 
     def step(self, sender: int, message, now_ms: int) -> list:
+        if type(message) is m.ExpectedDigest:
+            self._expect_digest(message)
+            return []
         self.peer.step(sender, message, now_ms)
         return self.process(now_ms)
 
@@ -155,6 +167,9 @@ class EnsembleNode:
             # sync after the commits before it, and the follower matches those commits and
             # that answer to the session's queue in that same order.
             for request in core.take_forwards():
+                if type(request) is Revalidation:
+                    self.peer.revalidate(request.session_id, request.timeout_ms)
+                    continue
                 if request.type == _SYNC:
                     passed = self.peer.request_sync(request.session_id, request.xid)
                 else:
@@ -182,9 +197,43 @@ class EnsembleNode:
             for hdr, _ in batch:
                 self.unapplied.pop(hdr.zxid, None)
         core.apply_committed(batch, now_ms)
+        if self.expected_digests and batch:
+            self._check_digest(batch[-1][0].zxid)
         for hdr, txn in batch:
             if hdr.type == OpCode.reconfig:
                 self._activate(txn.data, hdr.zxid)
+
+    def _expect_digest(self, message: m.ExpectedDigest) -> None:
+        digests = self.expected_digests
+        if len(digests) >= MAX_EXPECTED_DIGESTS:
+            del digests[next(iter(digests))]  # the oldest goes unchecked
+        digests[message.zxid] = (message.version, message.tree_digest)
+
+    def _check_digest(self, applied_zxid: int) -> None:
+        """The tree digest after ``applied_zxid`` against the leader's, as a ZooKeeper
+        learner compares them (DataTree.compareDigest); a mismatch is logged and counted (mntr
+        ``zk_digest_mismatches_count``), never fatal. Only a batch's last txn is compared: a
+        divergence earlier in the batch stays in the sum. Older expectations are dropped."""
+        digests = self.expected_digests
+        expected = digests.pop(applied_zxid, None)
+        while digests:
+            oldest = next(iter(digests))
+            if oldest > applied_zxid:
+                break
+            del digests[oldest]
+        if expected is None or expected[0] != DIGEST_VERSION:
+            return
+        tree = self.core.tree
+        if tree.digest is None:
+            log.info("keeping the tree digest to check the leader's", peer=self.server_id,
+                     zxid=hex(applied_zxid), nodes=len(tree.nodes))
+        actual = tree.keep_digest()
+        self.digest_checks += 1
+        if actual != expected[1]:
+            self.digest_mismatches += 1
+            log.error("digest mismatch: this member's tree differs from the leader's",
+                      peer=self.server_id, zxid=hex(applied_zxid), leader_digest=expected[1],
+                      digest=actual, mismatches=self.digest_mismatches)
 
     def _activate(self, data: bytes, zxid: int) -> None:
         membership = parse_membership(data.decode())
@@ -257,6 +306,7 @@ class EnsembleNode:
         self.storage.truncate_after(zxid)
         for logged in [z for z in self.unapplied if z > zxid]:
             del self.unapplied[logged]
+        self.expected_digests.clear()
         if reload_tree:
             self._reload(now_ms)
 

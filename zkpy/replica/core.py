@@ -28,7 +28,7 @@ submitted writes and syncs, which is the order the leader must see them in.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
 
@@ -51,6 +51,12 @@ READ_ONLY = "read-only"  # an ensemble member without quorum serving read-only c
 FORWARDED = object()  # marks a follower's write that waits for its commit
 # The front ends whose commands a leader knows how to prepare.
 PREPARED_FRONTENDS = frozenset((ZOOKEEPER,))
+
+class Revalidation(NamedTuple):
+    """Among a follower's forwards: a client reconnected with this session (``revalidate``)."""
+    session_id: int
+    timeout_ms: int
+
 
 _CLOSE_SESSION = int(OpCode.closeSession)
 _CREATE_SESSION = int(OpCode.createSession)
@@ -112,7 +118,7 @@ class ReplicaCore:
         # Follower: what must go to the leader, in the order the front ends submitted it (a
         # session's write and sync must reach the leader in its request order, or a sync's
         # reply would come after the commit of a later write, which then matches no request).
-        self.forwards: list[Request] = []
+        self.forwards: list[Request | Revalidation] = []
         self.touched: set[int] = set()
         self.frontends: dict[str, FrontEnd] = {}
         self._log_batch: list[tuple[r.TxnHeader, object]] = []
@@ -143,6 +149,13 @@ class ReplicaCore:
     def forward_sync(self, request: Request) -> None:
         """Follower: a sync goes to the leader behind the session's earlier writes."""
         self.forwards.append(request)
+
+    def revalidate(self, session_id: int, timeout_ms: int) -> None:
+        """A client reconnected here with ``session_id``. A follower tells the leader, ahead of
+        the session's requests (``Revalidation`` among the forwards), so that the leader takes
+        this member as the session's owner; a leader or standalone server has nobody to tell."""
+        if self.role == FOLLOWER:
+            self.forwards.append(Revalidation(session_id, timeout_ms))
 
     def handle_forwarded(self, request: Request, now_ms: int) -> None:
         """Leader: prepare a write a follower received from one of its front ends' clients."""
@@ -193,8 +206,9 @@ class ReplicaCore:
         batch, self._log_batch = self._log_batch, []
         return batch
 
-    def take_forwards(self) -> list[Request]:
-        """Follower: the writes and syncs for the leader, in submission order."""
+    def take_forwards(self) -> list:
+        """Follower: the writes, syncs and revalidations for the leader, in submission
+        order."""
         forwards, self.forwards = self.forwards, []
         return forwards
 

@@ -9,6 +9,10 @@ Nothing in the child touches the event loop, RocksDB or the logger: it encodes, 
 file and leaves with ``os._exit``, its status 0 only once the file is fsynced. A child that
 fails or is killed leaves a partial file, which is no snapshot: the caller removes it, and the
 log still holds everything.
+
+A leader sends a learner its SNAP the same way (``start_stream``): the child encodes the tree
+into a pipe that the parent copies to the learner's socket as the socket drains, so neither
+the encoding nor the whole serialised tree is ever on the event loop or in its memory.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+from typing import Callable, Iterable
 
 from zkpy.storage.fuzzy import CHUNK_BYTES
 from zkpy.storage.snapcodec import encode_in_order
@@ -45,14 +50,45 @@ def start(tree, path) -> int:
     return pid
 
 
-def _child(tree, path) -> None:
+def start_stream(chunks: Callable[[], Iterable[bytes]]) -> tuple[int, int]:
+    """Fork a child that writes every chunk ``chunks()`` yields to a pipe, then exits with
+    status 0 (1 if it could not write them all); returns (pid, the pipe's read end). The
+    parent reads the pipe to its end and then reaps the child: only status 0 means the bytes
+    read are the whole stream. ``chunks`` runs in the child only, on its frozen copy."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            _become_child(keep_fd=write_fd)
+            for chunk in chunks():
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(write_fd, view):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _become_child(keep_fd: int | None = None) -> None:
     gc.disable()  # the child lives for one pass over the tree: nothing to collect
     signal.set_wakeup_fd(-1)  # the parent's loop must not hear the child's signals
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     # Client sockets, listeners and RocksDB files stay the parent's alone: a connection the
     # parent closes must close now, not when this child exits.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    highest = os.sysconf("SC_OPEN_MAX")
+    if keep_fd is None:
+        os.closerange(3, highest)
+    else:
+        os.closerange(3, keep_fd)
+        os.closerange(keep_fd + 1, highest)
+
+
+def _child(tree, path) -> None:
+    _become_child()
     writer = SnapshotFileWriter(path)
     # The child's copy never changes: its chunks are encoded in the dict's order (parents
     # first), with no walk over children.

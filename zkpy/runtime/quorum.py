@@ -261,7 +261,8 @@ class QuorumServer(Server):
                  m.LOOKING: "looking"}[peer.state]
         serving = "broadcast" if self.node.serving else ("discovery" if peer.state != m.LOOKING else "")
         rows = [("zk_peer_state", f"{phase} - {serving}" if serving else phase),
-                ("zk_quorum_size", len(self.voters))]
+                ("zk_quorum_size", len(self.voters)),
+                ("zk_digest_mismatches_count", self.node.digest_mismatches)]
         if self.mode() == "leader":
             synced = [l for l in peer.learners.values() if l.up_to_date]
             rows[1:1] = [

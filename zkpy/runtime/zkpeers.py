@@ -24,6 +24,7 @@ import structlog
 
 from jute import quorum as q
 from jute.errors import JuteDecodeError
+from zkpy.runtime import forked_snapshot
 from zkpy.zab import messages as m
 from zkpy.zab import zksnap
 from zkpy.zab.zklink import LeaderLink, LearnerLink, SnapshotFollows
@@ -233,10 +234,15 @@ class ElectionLinks(_PeerPort):
 
 
 class _Connection:
-    """One quorum-port connection: a learner's to its leader (ours or a learner's to us)."""
+    """One quorum-port connection: a learner's to its leader (ours or a learner's to us).
 
-    __slots__ = ("peer_id", "link", "reader", "writer", "task", "pending", "decoder",
-                 "incoming")
+    Bytes are written in the order ``write`` is called. Until the connection is up, and while
+    a snapshot streams to the learner (``held``), they wait in ``pending``, bounded as the
+    socket's buffer is: the packets a leader queues behind a SNAP (NEWLEADER, then every
+    proposal and commit after the snapshot's zxid) go out once the snapshot's last byte has."""
+
+    __slots__ = ("peer_id", "link", "reader", "writer", "task", "pending", "pending_bytes",
+                 "held", "snapshot_task", "decoder", "incoming")
 
     def __init__(self, peer_id, link, incoming: bool, max_data_bytes: int) -> None:
         self.peer_id = peer_id
@@ -245,21 +251,37 @@ class _Connection:
         self.reader = None
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
-        self.pending: list[bytes] = []  # written once the connection is up
+        self.pending: list[bytes] = []  # written once the connection is up and not held
+        self.pending_bytes = 0
+        self.held = False
+        self.snapshot_task: asyncio.Task | None = None
         self.decoder = q.PacketDecoder(max_data_bytes)
 
     def write(self, data: bytes) -> bool:
-        if self.writer is None:
+        if self.writer is None or self.held:
+            if self.pending_bytes + len(data) > MAX_WRITE_BUFFER_BYTES:
+                return False
             self.pending.append(data)
+            self.pending_bytes += len(data)
             return True
         if self.writer.is_closing() or _too_backed_up(self.writer):
             return False
         self.writer.write(data)
         return True
 
+    def release(self) -> bool:
+        """Write what waited (the connection is up, nothing streams any more)."""
+        self.held = False
+        data = b"".join(self.pending)
+        self.pending.clear()
+        self.pending_bytes = 0
+        return not data or self.write(data)
+
     def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        if self.snapshot_task is not None:
+            self.snapshot_task.cancel()
         if self.writer is not None:
             self.writer.close()
 
@@ -336,12 +358,71 @@ class QuorumLinks(_PeerPort):
         parts = []
         for item in connection.link.outgoing(message):
             if type(item) is SnapshotFollows:
-                tree, sessions = self.snapshot_source()
-                parts.extend(zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES))
+                if not connection.write(b"".join(parts)):
+                    self._fail(connection, "the learner stopped reading")
+                    return
+                parts = []
+                self._send_snapshot(connection)
             else:
                 parts.append(q.encode_packet(item))
-        if not connection.write(b"".join(parts)):
+        if parts and not connection.write(b"".join(parts)):
             self._fail(connection, "the learner stopped reading")
+
+    def _send_snapshot(self, connection: _Connection) -> None:
+        """The tree and sessions as they stand now, after the SNAP packet just written. A
+        forked child encodes them (its copy cannot change under it) into a pipe, which
+        ``_pump_snapshot`` copies to the learner as fast as it reads; everything written to
+        the connection meanwhile waits behind the snapshot."""
+        tree, sessions = self.snapshot_source()
+        if not forked_snapshot.available():
+            connection.write(b"".join(zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES)))
+            return
+        pid, read_fd = forked_snapshot.start_stream(
+            lambda: zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES))
+        connection.held = True
+        log.info("streaming snapshot to learner", peer=connection.peer_id, child=pid,
+                 nodes=len(tree.nodes), sessions=len(sessions))
+        connection.snapshot_task = asyncio.ensure_future(
+            self._pump_snapshot(connection, pid, read_fd))
+
+    async def _pump_snapshot(self, connection: _Connection, pid: int, read_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=SNAP_CHUNK_BYTES)
+        pipe = open(read_fd, "rb", buffering=0)
+        pipe_transport = None
+        reaped = False
+        sent_bytes = 0
+        try:
+            pipe_transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe)
+            while chunk := await reader.read(SNAP_CHUNK_BYTES):
+                connection.writer.write(chunk)
+                sent_bytes += len(chunk)
+                await connection.writer.drain()
+            status = await asyncio.to_thread(forked_snapshot.reap, pid)
+            reaped = True
+            if status != 0:
+                raise forked_snapshot.SnapshotChildFailed(
+                    f"snapshot child {pid} failed (wait status {status})")
+            log.info("snapshot sent to learner", peer=connection.peer_id, bytes=sent_bytes)
+            connection.snapshot_task = None
+            if not connection.release():
+                self._fail(connection, "the learner stopped reading")
+        except asyncio.CancelledError:
+            raise
+        except (OSError, ConnectionError, forked_snapshot.SnapshotChildFailed) as error:
+            log.warning("snapshot to learner failed; closing", peer=connection.peer_id,
+                        sent_bytes=sent_bytes, error=str(error) or type(error).__name__)
+            connection.snapshot_task = None  # closing must not cancel this task mid-cleanup
+            connection.close()
+        finally:
+            if pipe_transport is not None:
+                pipe_transport.close()
+            else:
+                pipe.close()
+            if not reaped:
+                forked_snapshot.kill(pid)
+                await asyncio.shield(asyncio.to_thread(forked_snapshot.reap, pid))
 
     def _fail(self, connection: _Connection, why: str) -> None:
         log.warning("closing quorum connection", peer=connection.peer_id, reason=why)

@@ -47,6 +47,22 @@ def decode_txn(value: bytes) -> tuple[r.TxnHeader, object]:
     return hdr, txn
 
 
+def decode_txn_and_digest(value: bytes) -> tuple[r.TxnHeader, object, r.TxnDigest | None]:
+    """A txn as a ZooKeeper 3.6+ peer sends it: TxnHeader, record, then a TxnDigest (the
+    tree's digest after the txn) when the sender keeps one; None when nothing follows. Bytes
+    that are neither nothing nor exactly a TxnDigest raise ValueError."""
+    hdr, offset = r.TxnHeader.decode_from(value, 0)
+    txn, offset = TXN_RECORDS[hdr.type].decode_from(value, offset)
+    if offset == len(value):
+        return hdr, txn, None
+    if len(value) - offset != _DIGEST.size:
+        raise ValueError(f"{len(value) - offset} bytes after the txn, not a TxnDigest")
+    return hdr, txn, r.TxnDigest(*_DIGEST.unpack_from(value, offset))
+
+
+_DIGEST = struct.Struct(">iq")  # TxnDigest: version, tree digest
+
+
 def decode_sub_txn(txn_type: int, data: bytes):
     """The record of one sub-txn of a multi (the same value ``TXN_RECORDS`` would give, except
     that a create's ACL list may be a tuple)."""

@@ -68,6 +68,15 @@ class Proposal(NamedTuple):
     txn: object
 
 
+class ExpectedDigest(NamedTuple):
+    """What a ZooKeeper leader says the tree digest is once txn ``zxid`` has applied (the
+    TxnDigest after a PROPOSAL's or INFORM's txn). It comes just before that txn's Proposal
+    or Inform; the member checks it, the ZAB peer never sees it."""
+    zxid: int
+    version: int
+    tree_digest: int
+
+
 class Commit(NamedTuple):
     zxid: int
 
@@ -96,6 +105,15 @@ class Forward(NamedTuple):
     type: int
     body: object
     auth_info: tuple
+
+
+class Revalidate(NamedTuple):
+    """Learner to leader: a client reconnected here with this session. It travels before any
+    request of the session sent through this learner, so a ZooKeeper leader takes the learner
+    as the session's owner first (LearnerHandler's REVALIDATE: a request of a session owned by
+    another member fails with SESSIONMOVED)."""
+    session_id: int
+    timeout_ms: int
 
 
 class SyncRequest(NamedTuple):

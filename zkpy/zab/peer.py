@@ -753,6 +753,14 @@ class ZabPeer:
         self._send(self.leader_id, request)
         return True
 
+    def revalidate(self, session_id: int, timeout_ms: int) -> bool:
+        """Follower or observer: tell the leader a client reconnected here with this session
+        (see ``m.Revalidate``); False if there is no leader to tell."""
+        if not self.serving or self.state not in _LEARNING:
+            return False
+        self._send(self.leader_id, m.Revalidate(session_id, timeout_ms))
+        return True
+
     def request_sync(self, session_id: int, xid: int) -> bool:
         if not self.serving or self.state not in _LEARNING:
             return False

@@ -31,7 +31,7 @@ from jute import quorum as q
 from jute import records as r
 from jute.errors import JuteDecodeError
 from zkpy.replica.commands import decode_body, encode_body
-from zkpy.tree.txncodec import decode_txn, encode_txn
+from zkpy.tree.txncodec import decode_txn_and_digest, encode_txn
 from zkpy.zab import messages as m
 from zkpy.zab.peer import EPOCH_SHIFT
 
@@ -57,10 +57,11 @@ def _auth_pairs(auth_info) -> tuple:
 
 
 def _decode_logged(data: bytes | None, what: str):
+    """(TxnHeader, txn, TxnDigest or None) of a PROPOSAL's or INFORM's data."""
     if not data:
         raise JuteDecodeError(f"{what} without a txn")
     try:
-        return decode_txn(data)  # a trailing TxnDigest (3.6+) is left unread
+        return decode_txn_and_digest(data)
     except (KeyError, ValueError) as error:
         raise JuteDecodeError(f"{what} with a txn that does not parse: {error!r}") from error
 
@@ -109,6 +110,9 @@ class LearnerLink:
             data = q.encode_request(message.session_id, message.xid, message.type,
                                     encode_body(message.type, message.body))
             return [q.Packet(q.REQUEST, -1, data, _auth_pairs(message.auth_info))]
+        if kind is m.Revalidate:
+            return [q.Packet(q.REVALIDATE, -1,
+                             q.encode_revalidate_request(message.session_id, message.timeout_ms))]
         if kind is m.SyncRequest:
             if len(self.pending_syncs) >= MAX_PENDING_SYNCS:
                 raise OverflowError("too many syncs waiting for the leader")
@@ -168,18 +172,24 @@ class LearnerLink:
         return [m.SyncSnap(zxid, (tree, sessions))]
 
     def _proposal(self, packet):
-        hdr, txn = _decode_logged(packet.data, "PROPOSAL")
+        hdr, txn, digest = _decode_logged(packet.data, "PROPOSAL")
         self.unacked.append(hdr.zxid)
-        return [m.Proposal(hdr, txn)], []
+        if digest is None:
+            return [m.Proposal(hdr, txn)], []
+        return [m.ExpectedDigest(hdr.zxid, digest.version, digest.tree_digest),
+                m.Proposal(hdr, txn)], []
 
     def _commit(self, packet):
         self._committed(packet.zxid)
         return [m.Commit(packet.zxid)], []
 
     def _inform(self, packet):
-        hdr, txn = _decode_logged(packet.data, "INFORM")
+        hdr, txn, digest = _decode_logged(packet.data, "INFORM")
         self._committed(hdr.zxid)
-        return [m.Inform(hdr, txn)], []
+        if digest is None:
+            return [m.Inform(hdr, txn)], []
+        return [m.ExpectedDigest(hdr.zxid, digest.version, digest.tree_digest),
+                m.Inform(hdr, txn)], []
 
     def _commit_and_activate(self, packet):
         """A reconfig's COMMIT (its data names the designated leader): the peer activates the
@@ -210,7 +220,9 @@ class LearnerLink:
         return [m.SyncReply(session_id, xid)], []
 
     def _revalidate(self, packet):
-        q.decode_revalidate_reply(packet.data)  # we check sessions locally; nothing waits
+        # The member checked the session locally before it answered the client; the REVALIDATE
+        # it sent only moves the session's owner on a ZooKeeper leader. Nothing waits.
+        q.decode_revalidate_reply(packet.data)
         return [], []
 
     def _committed(self, zxid: int) -> None:

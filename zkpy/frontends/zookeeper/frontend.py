@@ -192,6 +192,7 @@ class ZooKeeperFrontEnd:
         conn.session_id = session_id
         self.session_connection[session_id] = conn.connection_id
         self.sessions.touch(session_id, now_ms)
+        self.replica.revalidate(session_id, session.timeout_ms)
         log.info("session reconnected", session=hex(session_id & 0xFFFFFFFFFFFFFFFF),
                  client=conn.client_ip)
         self._send(conn.connection_id,

@@ -1,6 +1,7 @@
 """A minority refuses writes; the ensemble converges once the quorum is back.
 
-3 members (zkpy and the reference, to show the test itself is sound): data is written, then two
+3 members (zkpy and the reference, to show the test itself is sound, and the mixed ensembles of
+Java and zkpy members): data is written, then two
 members are SIGKILLed, leaving the leader alone. It must stop serving (``srvr`` answers "not
 currently serving requests") and no client may write through it: a client that was connected to
 it, and a new client naming only it, both get connection loss or a time-out, never a success.
@@ -20,7 +21,7 @@ from tests.support.ensemble_fixtures import (NOT_SERVING, describe_logs,  # noqa
                                              ensemble_factory, fast_retry, leader_of, make_client,
                                              member_client, mode, stop_clients, tree_of,
                                              wait_for, wait_serving)
-from tests.support.servers import connect_string, four_letter_word
+from tests.support.servers import ENSEMBLE_KINDS, connect_string, four_letter_word
 
 pytestmark = pytest.mark.compat
 
@@ -36,6 +37,7 @@ def attempt(fn) -> str:
         return f"other:{type(error).__name__}"
 
 
+@pytest.mark.parametrize("server_kind", ENSEMBLE_KINDS)
 def test_minority_refuses_writes_then_converges(server_kind, ensemble_factory):
     members = ensemble_factory(server_kind, 3)
     writer = make_client(connect_string(members))

@@ -220,9 +220,11 @@ def test_unknown_opcodes_answer_unimplemented_then_close(server_factory, server_
     for op in UNKNOWN_OPCODES:
         client = clients(server)
         reply = client.call(op, b"\x00\x01\x02\x03", xid=41)
-        # ZooKeeper's UnimplementedRequestProcessor answers at once, with zxid -1.
+        # ZooKeeper's UnimplementedRequestProcessor answers at once, with zxid -1, and then
+        # closes the connection. Nothing more is sent: the reference closes once its queue is
+        # written, and a request sent meanwhile may still be answered (seen once in CI).
         assert (reply.xid, reply.zxid, reply.err) == (41, -1, Err.UNIMPLEMENTED), op
-        assert client.outcome(OpCode.exists, r.ExistsRequest("/", False)) == "closed", op
+        assert wait_closed(client.sock, f"opcode {op}") == b"", op
         assert_served(bystander, f"opcode {op}")
         resumed = clients(server, session_id=client.session_id, passwd=client.passwd)
         assert resumed.connect_response.session_id == client.session_id, op

@@ -51,7 +51,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.servers import ServerProcess, four_letter_word
+from tests.support.servers import ServerProcess, four_letter_word, member_kinds
 
 REGISTRY = Path("/run/zkpy-netns")
 SUPERNET = ipaddress.ip_network("10.231.0.0/16")
@@ -405,15 +405,16 @@ class NetnsServerProcess(ServerProcess):
             raise RuntimeError(f"pid {self.process.pid} is still `ip netns exec`, not the server")
 
 
-def netns_ensemble(kind: str, workdir: Path, network: NetnsNetwork, settings: dict | None = None,
+def netns_ensemble(kind, workdir: Path, network: NetnsNetwork, settings: dict | None = None,
                    jvm_properties: dict | None = None) -> list[NetnsServerProcess]:
-    """One unstarted member per namespace of ``network``; start them with ``start_all``."""
+    """One unstarted member per namespace of ``network``; start them with ``start_all``.
+    ``kind`` is one kind for every member, a mixed kind or a list (see ``member_kinds``)."""
     lines = {f"server.{i}": (f"{network.peer_address(i)}:{QUORUM_PORT}:{ELECTION_PORT}"
                              f";{network.client_address(i)}:{CLIENT_PORT}")
              for i in range(1, network.size + 1)}
     members = []
-    for index in range(1, network.size + 1):
+    for index, member_kind in enumerate(member_kinds(kind, network.size), start=1):
         merged = {"initLimit": "10", "syncLimit": "5", "tickTime": "1000", **lines, **(settings or {})}
-        members.append(NetnsServerProcess(kind, Path(workdir) / f"{kind}-{index}", network, index,
-                                          merged, jvm_properties))
+        members.append(NetnsServerProcess(member_kind, Path(workdir) / f"{member_kind}-{index}",
+                                          network, index, merged, jvm_properties))
     return members

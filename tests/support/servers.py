@@ -216,18 +216,20 @@ class ServerProcess:
 
 
 def ensemble(kind, workdir: Path, size: int = 3, settings: dict | None = None,
-             jvm_properties: dict | None = None) -> list[ServerProcess]:
+             jvm_properties: dict | None = None, server_class=None) -> list[ServerProcess]:
     """``size`` unstarted members of one ensemble on loopback, each with its own ports and
     data directory; start them with ``start_all``. ``kind`` is one kind for every member, a
-    mixed kind, or a list of kinds, one per member (see ``member_kinds``)."""
+    mixed kind, or a list of kinds, one per member (see ``member_kinds``). ``server_class``
+    (a ServerProcess subclass) builds the members instead."""
+    server_class = server_class or ServerProcess
     kinds = member_kinds(kind, size)
     ports = distinct_free_ports(len(kinds))
     lines = {f"server.{i + 1}": f"127.0.0.1:{q}:{e};127.0.0.1:{c}" for i, (c, q, e) in enumerate(ports)}
     members = []
     for index, ((client_port, _, _), member_kind) in enumerate(zip(ports, kinds)):
         merged = {"initLimit": "10", "syncLimit": "5", "tickTime": "1000", **lines, **(settings or {})}
-        members.append(ServerProcess(member_kind, Path(workdir) / f"{member_kind}-{index + 1}",
-                                     merged, jvm_properties, myid=index + 1, port=client_port))
+        members.append(server_class(member_kind, Path(workdir) / f"{member_kind}-{index + 1}",
+                                    merged, jvm_properties, myid=index + 1, port=client_port))
     return members
 
 

@@ -212,3 +212,17 @@ def test_learner_link_matches_sync_replies_in_order_and_refuses_a_stray_one():
         link.incoming(q.Packet(q.PROPOSAL, 1, b"\x00"))
     with pytest.raises(JuteDecodeError):
         link.incoming(q.Packet(q.FOLLOWERINFO, 1))
+
+
+def test_a_read_of_many_acks_or_commits_is_one_for_the_peer():
+    from zkpy.zab.zklink import add_to_batch
+    batch: list = []
+    add_to_batch(batch, [m.Ack(4 << 32)])  # NEWLEADER's ack: kept whatever follows
+    for zxid in range((4 << 32) + 1, (4 << 32) + 6):
+        add_to_batch(batch, [m.Ack(zxid)])
+    add_to_batch(batch, [m.SyncRequest(7, 1)])
+    add_to_batch(batch, [m.Commit((4 << 32) + 1)])
+    add_to_batch(batch, [m.Commit((4 << 32) + 2)])
+    add_to_batch(batch, [m.Ack((4 << 32) + 9)])
+    assert batch == [m.Ack(4 << 32), m.Ack((4 << 32) + 5), m.SyncRequest(7, 1),
+                     m.Commit((4 << 32) + 2), m.Ack((4 << 32) + 9)]

@@ -33,6 +33,8 @@ NOT_SERVING = "not-serving"
 # A ZooKeeper leader's TxnDigests held for txns not yet applied: more than it can have in
 # flight; beyond it the oldest go unchecked.
 MAX_EXPECTED_DIGESTS = 1 << 16
+# The messages whose Ready effects keep their order when carried out together (see step_all).
+_BATCHED = frozenset((m.Ack, m.Proposal, m.Commit, m.Forward, m.Ping, m.PingReply))
 
 
 class EnsembleNode:
@@ -78,11 +80,29 @@ class EnsembleNode:
     # -- inputs ----------------------------------------------------------------------------------
 
     def step(self, sender: int, message, now_ms: int) -> list:
-        if type(message) is m.ExpectedDigest:
-            self._expect_digest(message)
-            return []
-        self.peer.step(sender, message, now_ms)
-        return self.process(now_ms)
+        return self.step_all(sender, (message,), now_ms)
+
+    def step_all(self, sender: int, messages, now_ms: int) -> list:
+        """Handle ``messages`` from ``sender`` in order (a read from a peer's socket brings
+        many acks or proposals at a time). ``process`` carries out a Ready in a fixed order
+        (appends, commits, forwarded writes, touches, syncs), which keeps the order of the
+        messages only among the kinds in ``_BATCHED``: any other message (a sync, above all:
+        its reply must follow the commits before it and precede those after) is carried out
+        on its own, after what came before it."""
+        peer = self.peer
+        outgoing: list = []
+        for message in messages:
+            kind = type(message)
+            if kind is m.ExpectedDigest:
+                self._expect_digest(message)
+            elif kind in _BATCHED:
+                peer.step(sender, message, now_ms)
+            else:
+                outgoing += self.process(now_ms)
+                peer.step(sender, message, now_ms)
+                outgoing += self.process(now_ms)
+        outgoing += self.process(now_ms)
+        return outgoing
 
     def tick(self, now_ms: int) -> list:
         if self.role == FOLLOWER:

@@ -140,7 +140,7 @@ class QuorumServer(Server):
             client_ssl = tls.client_context(self.config.quorum_tls)
         self.node.fill_snapshots = False  # a SNAP streams ZooKeeper's serialisation instead
         self.quorum_links = QuorumLinks(
-            self.my_id, quorum_addresses, self._on_message, self._on_lost,
+            self.my_id, quorum_addresses, self._on_messages, self._on_lost,
             config_text=self._config_text, config_version=lambda: self.membership.version,
             session_timeout=self._session_timeout, revalidate=self._revalidate,
             snapshot_source=self._snapshot_source,
@@ -189,6 +189,10 @@ class QuorumServer(Server):
 
     def _on_message(self, sender: int, message) -> None:
         self._route(self.node.step(sender, message, now_ms()))
+        self._schedule_flush()
+
+    def _on_messages(self, sender: int, messages: list) -> None:
+        self._route(self.node.step_all(sender, messages, now_ms()))
         self._schedule_flush()
 
     def _on_lost(self, peer_id: int) -> None:

@@ -27,7 +27,7 @@ from jute.errors import JuteDecodeError
 from zkpy.runtime import forked_snapshot
 from zkpy.zab import messages as m
 from zkpy.zab import zksnap
-from zkpy.zab.zklink import LeaderLink, LearnerLink, SnapshotFollows
+from zkpy.zab.zklink import LeaderLink, LearnerLink, SnapshotFollows, add_to_batch
 
 log = structlog.get_logger("zkpy.peers")
 
@@ -53,9 +53,10 @@ def notification_to_vote(note: q.Notification) -> m.Vote:
                   _STATE_NAMES[note.state])
 
 
-def _too_backed_up(writer: asyncio.StreamWriter) -> bool:
+def _too_backed_up(writer: asyncio.StreamWriter, queued_bytes: int = 0) -> bool:
     transport = writer.transport
-    return transport is None or transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES
+    return (transport is None
+            or transport.get_write_buffer_size() + queued_bytes > MAX_WRITE_BUFFER_BYTES)
 
 
 class _PeerPort:
@@ -239,10 +240,12 @@ class _Connection:
     Bytes are written in the order ``write`` is called. Until the connection is up, and while
     a snapshot streams to the learner (``held``), they wait in ``pending``, bounded as the
     socket's buffer is: the packets a leader queues behind a SNAP (NEWLEADER, then every
-    proposal and commit after the snapshot's zxid) go out once the snapshot's last byte has."""
+    proposal and commit after the snapshot's zxid) go out once the snapshot's last byte has.
+    Otherwise they are corked until the end of the event-loop turn and go out in one write:
+    a turn that handles a read of many acks answers with many commits, one syscall for all."""
 
     __slots__ = ("peer_id", "link", "reader", "writer", "task", "pending", "pending_bytes",
-                 "held", "snapshot_task", "decoder", "incoming")
+                 "held", "snapshot_task", "decoder", "incoming", "corked", "corked_bytes")
 
     def __init__(self, peer_id, link, incoming: bool, max_data_bytes: int) -> None:
         self.peer_id = peer_id
@@ -256,6 +259,8 @@ class _Connection:
         self.held = False
         self.snapshot_task: asyncio.Task | None = None
         self.decoder = q.PacketDecoder(max_data_bytes)
+        self.corked: list[bytes] = []
+        self.corked_bytes = 0
 
     def write(self, data: bytes) -> bool:
         if self.writer is None or self.held:
@@ -264,10 +269,25 @@ class _Connection:
             self.pending.append(data)
             self.pending_bytes += len(data)
             return True
-        if self.writer.is_closing() or _too_backed_up(self.writer):
+        writer = self.writer
+        if writer.is_closing() or (self.corked_bytes + len(data) > MAX_WRITE_BUFFER_BYTES
+                                   or _too_backed_up(writer, self.corked_bytes)):
             return False
-        self.writer.write(data)
+        if not self.corked:
+            asyncio.get_running_loop().call_soon(self.uncork)
+        self.corked.append(data)
+        self.corked_bytes += len(data)
         return True
+
+    def uncork(self) -> None:
+        """Write what this turn corked."""
+        if not self.corked:
+            return
+        data = b"".join(self.corked)
+        self.corked.clear()
+        self.corked_bytes = 0
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(data)
 
     def release(self) -> bool:
         """Write what waited (the connection is up, nothing streams any more)."""
@@ -290,13 +310,13 @@ class QuorumLinks(_PeerPort):
     """The quorum port: learners' connections to us, and ours to our leader."""
 
     def __init__(self, my_id: int, addresses: dict[int, tuple[str, int]],
-                 on_message: Callable[[int, object], None], on_lost: Callable[[int], None],
+                 on_messages: Callable[[int, list], None], on_lost: Callable[[int], None],
                  config_text: Callable[[], bytes], config_version: Callable[[], int],
                  session_timeout: Callable[[int], int | None],
                  revalidate: Callable[[int, int], bool], snapshot_source: Callable[[], tuple],
                  max_data_bytes: int, server_ssl=None, client_ssl=None) -> None:
         super().__init__(my_id, addresses, server_ssl, client_ssl)
-        self.on_message = on_message
+        self.on_messages = on_messages
         self.on_lost = on_lost
         self.config_text = config_text
         self.config_version = config_version
@@ -379,6 +399,7 @@ class QuorumLinks(_PeerPort):
             return
         pid, read_fd = forked_snapshot.start_stream(
             lambda: zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES))
+        connection.uncork()  # the SNAP packet goes before the tree
         connection.held = True
         log.info("streaming snapshot to learner", peer=connection.peer_id, child=pid,
                  nodes=len(tree.nodes), sessions=len(sessions))
@@ -539,27 +560,37 @@ class QuorumLinks(_PeerPort):
                              nodes=len(tree.nodes))
                     self._deliver(connection, connection.link.snapshot_received(tree, sessions))
                     continue
+                # Every packet of this read is handled before the peer is told, so that it
+                # carries out many acks or proposals at once.
+                batch: list = []
                 for packet in decoder.feed(data):
-                    self._handle(connection, packet)
+                    self._handle(connection, packet, batch)
+                if batch:
+                    self._deliver(connection, batch)
                 data = b""
                 if decoder.stopped:  # a SNAP: the tree follows in the stream
                     snapshot = zksnap.SnapReceiver(connection.link.snapshot_zxid,
                                                    max_length=self.max_data_bytes)
                     data = decoder.take_rest()
 
-    def _handle(self, connection: _Connection, packet: q.Packet) -> None:
+    def _handle(self, connection: _Connection, packet: q.Packet, batch: list) -> None:
+        """Add the packet's messages for the peer to ``batch``. A packet answered at once
+        (a PING, UPTODATE's ack) is answered after the peer has heard of the packets before
+        it, in the order a packet at a time would give."""
         if connection.incoming and connection.peer_id is None:
-            self._deliver(connection, self._named(connection, packet))
+            add_to_batch(batch, self._named(connection, packet))
             return
         messages, replies = connection.link.incoming(packet)
         if replies:
+            if batch:
+                self._deliver(connection, batch)
+                batch.clear()
             connection.write(b"".join(map(q.encode_packet, replies)))
-        self._deliver(connection, messages)
+        add_to_batch(batch, messages)
 
     def _deliver(self, connection: _Connection, messages: list) -> None:
         current = (self.learners.get(connection.peer_id) is connection if connection.incoming
                    else self.leader is connection)
         if not current:
             return  # a replaced connection: what it still brings is stale
-        for message in messages:
-            self.on_message(connection.peer_id, message)
+        self.on_messages(connection.peer_id, list(messages))

@@ -42,6 +42,22 @@ _SYNC_PATH_BODY = r.SyncRequest.encode(("/",))
 MAX_PENDING_SYNCS = 100_000
 
 
+def add_to_batch(batch: list, messages: list) -> None:
+    """Append one packet's peer messages to ``batch``, the messages of one read from a peer's
+    socket. The peer's acks and commits are cumulative, so a proposal's Ack (or a Commit) right
+    after another one replaces it: a read of a hundred ZooKeeper ACKs is one Ack for the peer.
+    The ack of NEWLEADER (a zxid whose counter is 0) means more than "logged up to here" and is
+    never replaced."""
+    for message in messages:
+        kind = type(message)
+        if (batch and type(batch[-1]) is kind and (kind is m.Ack or kind is m.Commit)
+                and batch[-1].zxid & _COUNTER_MASK and message.zxid & _COUNTER_MASK
+                and message.zxid > batch[-1].zxid):
+            batch[-1] = message
+        else:
+            batch.append(message)
+
+
 class SnapshotFollows:
     """Outgoing: after this SNAP packet the runtime writes the serialised tree (as of now) and
     the signature onto the socket, before any later packet."""

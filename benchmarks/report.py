@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import statistics
 
-SHORT_NAMES = {"zookeeper": "ZK", "zkpy": "zkpy"}  # table headers
-PLOT_LABELS = {"zookeeper": "ZooKeeper 3.8", "zkpy": "zkpy"}
-PLOT_COLORS = {"zookeeper": "#4C72B0", "zkpy": "#DD8452"}
+# Table headers. The mixed ensembles (tests.support.servers.member_kinds) are named by who
+# holds the majority: 2J+1z is two Java members and one zkpy.
+SHORT_NAMES = {"zookeeper": "ZK", "zkpy": "zkpy", "mixedjava": "2J+1z", "mixedzkpy": "1J+2z"}
+PLOT_LABELS = {"zookeeper": "ZooKeeper 3.8", "zkpy": "zkpy",
+               "mixedjava": "2 ZooKeeper + 1 zkpy", "mixedzkpy": "1 ZooKeeper + 2 zkpy"}
+PLOT_COLORS = {"zookeeper": "#4C72B0", "zkpy": "#DD8452", "mixedjava": "#55A868",
+               "mixedzkpy": "#C44E52"}
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:

@@ -10,7 +10,10 @@
 3. The same workloads on 3-node ensembles (``tests.support.servers.ensemble``: loopback, each
    member its own data directory, default sync settings), 32 sessions x depth 16 spread
    round-robin over the three members (``--hosts a,b,c`` of the load generator): a fresh
-   ensemble per run, the two kinds alternating run by run. Server CPU is the members' sum.
+   ensemble per run, the kinds alternating run by run. Server CPU is the members' sum. Beside
+   the pure ensembles run the mixed ones (issue 15: a zkpy member in a ZooKeeper 3.8
+   ensemble): ``mixedjava`` is two Java members and one zkpy, ``mixedzkpy`` one Java and two
+   zkpy; the leader is whichever the election picks, and the table says which kind it was.
 4. Leader failover (``benchmarks.failover``): on a fresh ensemble, writers write continuously
    through the connect string of all three members; the leader is SIGKILLed, and the time from
    the kill to a new leader, to the first successful write of the existing sessions (one that
@@ -35,7 +38,8 @@ default 5), ``BENCH_WARMUP_S`` (default 2), ``BENCH_WORKLOADS`` (e.g. ``get,mix`
 The ensemble part: ``BENCH_ENSEMBLE_REPEATS`` (default min(2, BENCH_REPEATS)),
 ``BENCH_ENSEMBLE_DURATION_S`` (default min(4, BENCH_DURATION_S)), ``BENCH_ENSEMBLE_WARMUP_S``
 (default BENCH_WARMUP_S), ``BENCH_ENSEMBLE_WORKLOADS`` (default BENCH_WORKLOADS),
-``BENCH_ENSEMBLE_SHAPE`` (default ``32x16``). Failover: ``BENCH_FAILOVER_REPEATS`` (default
+``BENCH_ENSEMBLE_SHAPE`` (default ``32x16``), ``BENCH_ENSEMBLE_KINDS`` (default
+BENCH_KINDS, plus ``mixedjava,mixedzkpy`` when BENCH_KINDS holds both servers). Failover: ``BENCH_FAILOVER_REPEATS`` (default
 BENCH_REPEATS; 0 skips it), ``BENCH_FAILOVER_WARMUP_S`` (writing before the kill, default 1),
 ``BENCH_FAILOVER_REQUEST_TIMEOUT_S`` (a write unanswered this long makes a writer move to the
 next member, default 2), ``BENCH_FAILOVER_DEADLINE_S`` (default 30).
@@ -63,7 +67,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import KINDS, ServerProcess, connect_string, ensemble, start_all
+from tests.support.servers import (ENSEMBLE_KINDS, KINDS, MIXED_KINDS, ServerProcess,
+                                    connect_string, ensemble, start_all)
 
 from benchmarks import codec, failover, loadgen, scaling
 from benchmarks.report import (
@@ -197,7 +202,8 @@ def run_one_ensemble(kind: str, workload: str, shape: tuple[int, int], repeat: i
         record["start_s"] = time.monotonic() - started
         record["modes_before"] = modes_before = member_modes(members)
         record["leader_myid"] = leader.myid
-        if versions.get(kind) is None:
+        record["leader_kind"] = leader.kind
+        if kind in versions and versions[kind] is None:
             versions[kind] = server_version(leader.port)
         try:
             result = loadgen.run(
@@ -241,13 +247,13 @@ def run_failover_trial(kind: str, repeat: int, settings: dict, tmp_root: Path) -
 
 
 def summarize(runs: list[dict[str, Any]], cells: list[tuple[str, str, str]],
-              kinds: list[str]) -> list[dict[str, Any]]:
-    """One row per (topology, workload, shape): medians per kind over the valid runs, and
-    ratios."""
+              kinds_by_topology: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """One row per (topology, workload, shape): medians per kind (the kinds that topology ran)
+    over the valid runs, and ratios."""
     rows = []
     for topology, workload, shape in cells:
         row: dict[str, Any] = {"topology": topology, "workload": workload, "shape": shape}
-        for kind in kinds:
+        for kind in kinds_by_topology[topology]:
             mine = [r for r in runs if r["kind"] == kind and r["workload"] == workload
                     and r["shape"] == shape
                     and r.get("topology", STANDALONE) == topology]
@@ -265,6 +271,7 @@ def summarize(runs: list[dict[str, Any]], cells: list[tuple[str, str, str]],
                 "client_cpu_util": median([v["client_cpu_util"] for v in valid]),
                 "server_cpu_util": median([v["server_cpu_util"] for v in valid
                                             if v["server_cpu_util"] is not None]),
+                "leader_kinds": sorted({r["leader_kind"] for r in mine if r.get("leader_kind")}),
                 "longest_stall_s": max([r["result"].get("longest_stall_s") or 0.0
                                         for r in mine if "result" in r], default=None),
                 "first_error": next((short_error(r.get("error") or "; ".join(
@@ -366,6 +373,8 @@ def table_lines(rows: list[dict[str, Any]], kinds: list[str], markdown: bool) ->
             status = _cell_status(cell)
             if status:
                 notes.append(f"{kind}: {status}")
+            if kind in MIXED_KINDS and cell["leader_kinds"]:
+                notes.append(f"{kind} led by {'/'.join(cell['leader_kinds'])}")
             if (cell.get("longest_stall_s") or 0) >= STALL_NOTE_S:
                 notes.append(f"{kind}: a stall of {cell['longest_stall_s']:.1f} s with no reply")
         if both:
@@ -404,15 +413,17 @@ def plot(rows: list[dict[str, Any]], kinds: list[str], path: Path,
     nrows = (count + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.5 * nrows), squeeze=False)
     flat = [ax for line in axes for ax in line]
-    width = 0.8 / max(1, len(kinds))
 
-    def offset(k: int) -> float:
-        return (k - (len(kinds) - 1) / 2) * width
+    def bars(panel_kinds: list[str]) -> tuple[float, Any]:
+        width = 0.8 / max(1, len(panel_kinds))
+        return width, lambda k: (k - (len(panel_kinds) - 1) / 2) * width
 
     for ax, (topology, shape) in zip(flat, panels):
         panel_rows = [row for row in rows if row["topology"] == topology and row["shape"] == shape]
         labels = [WORKLOAD_LABELS.get(row["workload"], row["workload"]) for row in panel_rows]
-        for k, kind in enumerate(kinds):
+        panel_kinds = [kind for kind in kinds if kind in panel_rows[0]]
+        width, offset = bars(panel_kinds)
+        for k, kind in enumerate(panel_kinds):
             xs, heights, low, high = [], [], [], []
             for i, row in enumerate(panel_rows):
                 cell = row[kind]
@@ -441,10 +452,10 @@ def plot(rows: list[dict[str, Any]], kinds: list[str], path: Path,
         ax = flat[len(panels)]
         labels = ["new leader", "old session\n(was on leader)", "old session\n(was on follower)",
                   "new session"]
-        for k, kind in enumerate(kinds):
-            cell = failover_summary.get(kind)
-            if not cell:
-                continue
+        failover_kinds = [kind for kind in kinds if failover_summary.get(kind)]
+        width, offset = bars(failover_kinds)
+        for k, kind in enumerate(failover_kinds):
+            cell = failover_summary[kind]
             xs, heights, low, high = [], [], [], []
             for i, (key, _) in enumerate(FAILOVER_METRICS):
                 median = cell[key] or 0.0
@@ -467,14 +478,16 @@ def plot(rows: list[dict[str, Any]], kinds: list[str], path: Path,
         ax.legend(fontsize=8, loc="upper right")
     for ax in flat[count:]:
         ax.axis("off")
-    fig.suptitle("zkpy vs ZooKeeper: throughput and failover")
+    fig.suptitle("zkpy vs ZooKeeper: throughput and failover (mixed: Java and zkpy members "
+                 "in one ensemble)" if any(kind in MIXED_KINDS for kind in kinds)
+                 else "zkpy vs ZooKeeper: throughput and failover")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
 
 
-def write_markdown(path: Path, report: dict[str, Any], rows, kinds) -> None:
+def write_markdown(path: Path, report: dict[str, Any], rows, kinds, ens_kinds) -> None:
     meta = report["meta"]
     ens = meta.get("ensemble") or {}
     fo = meta.get("failover") or {}
@@ -498,10 +511,20 @@ def write_markdown(path: Path, report: dict[str, Any], rows, kinds) -> None:
             f"+ {ens['duration_s']:g} s measured; a fresh ensemble per run (loopback, each member "
             "its own data dir, default sync settings), sessions round-robin over the three "
             "members (so two thirds of them on followers); kinds alternating run by run; server "
-            "CPU is the sum over the members")
+            "CPU is the sum over the members"
+            + ("; the mixed ensembles hold Java and zkpy members in one ensemble over "
+               "ZooKeeper's own peer protocol (2J+1z: two Java members and a zkpy one; 1J+2z: "
+               "one Java and two zkpy), the notes name the kind of member that led"
+               if any(kind in MIXED_KINDS for kind in ens_kinds) else ""))
+    by_topology = [(topology, topology_kinds, [row for row in rows if row["topology"] == topology])
+                   for topology, topology_kinds in ((STANDALONE, kinds), (ENSEMBLE, ens_kinds))]
+    load_tables = []
+    for _, topology_kinds, topology_rows in by_topology:
+        if topology_rows:
+            load_tables += [*table_lines(topology_rows, topology_kinds, markdown=True), ""]
     lines += [f"- total time: {meta['elapsed_s']:.0f} s", "",
               "## Load (raw ZooKeeper protocol, benchmarks.loadgen)", "",
-              *table_lines(rows, kinds, markdown=True), "",
+              *load_tables,
               "Ratios are zkpy / ZooKeeper: above 1 is better for ops/s, below 1 is better for "
               "latency.", ""]
     if fo.get("repeats"):
@@ -519,22 +542,11 @@ def write_markdown(path: Path, report: dict[str, Any], rows, kinds) -> None:
             "writes sent after the kill, measured at their reply. Each trial also checks that no "
             "acknowledged write was lost (version after the failover above the last one "
             "acknowledged before the kill).", ""]
-    lines += [
-        "Median CPU use over the measured window (share of one core; the machine has "
-        f"{meta['cpu_count']}):",
-        "",
-        "| topology | workload | shape | " + " | ".join(f"{k} server | {k} generator"
-                                                     for k in kinds) + " |",
-        "|---|---|---|" + "---:|---:|" * len(kinds),
-    ]
-    for row in rows:
-        cells = []
-        for kind in kinds:
-            for key in ("server_cpu_util", "client_cpu_util"):
-                value = row[kind][key]
-                cells.append("-" if value is None else f"{value * 100:.0f}%")
-        lines.append(f"| {row['topology']} | {row['workload']} | {row['shape']} | "
-                     + " | ".join(cells) + " |")
+    lines += ["Median CPU use over the measured window (share of one core; the machine has "
+              f"{meta['cpu_count']}):"]
+    for _, topology_kinds, topology_rows in by_topology:
+        if topology_rows:
+            lines += ["", *cpu_table_lines(topology_rows, topology_kinds)]
     failures = [r for r in report["runs"] if r["status"] != "ok"]
     failed_trials = [t for t in report.get("failover_trials", []) if t["status"] != "ok"]
     if failures or failed_trials:
@@ -558,6 +570,21 @@ def write_markdown(path: Path, report: dict[str, Any], rows, kinds) -> None:
     if report.get("plot"):
         lines += [f"![ops/s]({report['plot']})", ""]
     path.write_text("\n".join(lines))
+
+
+def cpu_table_lines(rows: list[dict[str, Any]], kinds: list[str]) -> list[str]:
+    lines = ["| topology | workload | shape | " + " | ".join(
+                 f"{SHORT_NAMES[k]} server | {SHORT_NAMES[k]} generator" for k in kinds) + " |",
+             "|---|---|---|" + "---:|---:|" * len(kinds)]
+    for row in rows:
+        cells = []
+        for kind in kinds:
+            for key in ("server_cpu_util", "client_cpu_util"):
+                value = row[kind][key]
+                cells.append("-" if value is None else f"{value * 100:.0f}%")
+        lines.append(f"| {row['topology']} | {row['workload']} | {row['shape']} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def _log_block(logs: dict[str, str] | None) -> list[str]:
@@ -617,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [parse_shape(s) for s in env_list("BENCH_SHAPES", tuple(
         shape_label(s) for s in SHAPES))]
     kinds = env_list("BENCH_KINDS", KINDS)
+    ens_kinds = env_list("BENCH_ENSEMBLE_KINDS", tuple(kinds) + (
+        MIXED_KINDS if set(KINDS) <= set(kinds) else ()))
     topologies = env_list("BENCH_TOPOLOGIES", TOPOLOGIES)
     ens_repeats = int(env_float("BENCH_ENSEMBLE_REPEATS", min(2, repeats)))
     ens_settings = {
@@ -640,6 +669,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         if kind not in KINDS:
             raise SystemExit(f"unknown server kind {kind!r} in BENCH_KINDS")
+    for kind in ens_kinds:
+        if kind not in ENSEMBLE_KINDS:
+            raise SystemExit(f"unknown ensemble kind {kind!r} in BENCH_ENSEMBLE_KINDS "
+                             f"(use {','.join(ENSEMBLE_KINDS)})")
     for topology in topologies:
         if topology not in TOPOLOGIES:
             raise SystemExit(f"unknown topology {topology!r} in BENCH_TOPOLOGIES "
@@ -655,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The plan: (topology, workload, shape, repeat, kind), standalone first; then failover.
     standalone_runs = len(workloads) * len(shapes) * repeats * len(kinds)
-    ensemble_runs = len(ens_workloads) * ens_repeats * len(kinds)
+    ensemble_runs = len(ens_workloads) * ens_repeats * len(ens_kinds)
     failover_runs = fo_repeats * len(kinds)
     total_runs = standalone_runs + ensemble_runs + failover_runs
     # Rough seconds per run (start, setup, close and stop included), for the ETA.
@@ -686,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     scaling_state: dict[str, Any] = {}
     progress.runs_started = time.monotonic()
     versions: dict[str, str | None] = {kind: None for kind in kinds}
-    start_failures = {(kind, topology): 0 for kind in kinds for topology in TOPOLOGIES}
+    all_kinds = list(dict.fromkeys([*kinds, *ens_kinds]))
+    start_failures = {(kind, topology): 0 for kind in all_kinds for topology in TOPOLOGIES}
 
     def skip_reason(kind: str, topology: str) -> str | None:
         if start_failures[(kind, topology)] >= START_FAILURES_BEFORE_SKIP:
@@ -730,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
         # 2. 3-node ensembles: a fresh ensemble per run, kinds alternating run by run.
         for workload in ens_workloads:
             for repeat in range(ens_repeats):
-                order = kinds if repeat % 2 == 0 else list(reversed(kinds))
+                order = ens_kinds if repeat % 2 == 0 else list(reversed(ens_kinds))
                 for kind in order:
                     label = (f"[{progress.done + 1}/{total_runs}] {kind:9} 3-node     "
                              f"{workload:6} {shape_label(ens_shape):5} run "
@@ -798,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     cells = [(STANDALONE, w, shape_label(s)) for w in workloads for s in shapes]
     if ens_repeats:
         cells += [(ENSEMBLE, w, shape_label(ens_shape)) for w in ens_workloads]
-    rows = summarize(runs, cells, kinds)
+    rows = summarize(runs, cells, {STANDALONE: kinds, ENSEMBLE: ens_kinds})
     failover_summary = summarize_failover(trials, kinds) if fo_repeats else None
     run_loads = [r["loadavg_before"][0] for r in runs + trials if "loadavg_before" in r]
     report: dict[str, Any] = {
@@ -815,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": repeats, **settings,
             "workloads": workloads, "shapes": [shape_label(s) for s in shapes], "kinds": kinds,
             "ensemble": {"repeats": ens_repeats, **ens_settings, "workloads": ens_workloads,
+                         "kinds": ens_kinds,
                          "shape": shape_label(ens_shape), "members": 3},
             "failover": {"repeats": fo_repeats, **fo_settings},
             "elapsed_s": time.monotonic() - progress.started,
@@ -828,13 +863,13 @@ def main(argv: list[str] | None = None) -> int:
         "plot": None,
     }
     plot_path = out / "ops_per_s.png"
-    skipped = plot(rows, kinds, plot_path, failover_summary)
+    skipped = plot(rows, all_kinds, plot_path, failover_summary)
     if skipped:
         print(f"NOTE: {skipped}", flush=True)
     else:
         report["plot"] = plot_path.name
     (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    write_markdown(out / "results.md", report, rows, kinds)
+    write_markdown(out / "results.md", report, rows, kinds, ens_kinds)
 
     print()
     print(f"medians over {repeats} standalone runs ({settings['warmup_s']:g} s warm-up + "
@@ -842,8 +877,11 @@ def main(argv: list[str] | None = None) -> int:
           + (f" and {ens_repeats} 3-node runs ({ens_settings['warmup_s']:g} + "
              f"{ens_settings['duration_s']:g} s)" if ens_repeats else "")
           + "; ratios are zkpy/ZooKeeper")
-    for line in table_lines(rows, kinds, markdown=False):
-        print(line)
+    for topology, topology_kinds in ((STANDALONE, kinds), (ENSEMBLE, ens_kinds)):
+        topology_rows = [row for row in rows if row["topology"] == topology]
+        if topology_rows:
+            for line in table_lines(topology_rows, topology_kinds, markdown=False):
+                print(line)
     if failover_summary:
         print()
         print(f"leader failover: medians over {fo_repeats} trials")

@@ -394,11 +394,19 @@ class QuorumLinks(_PeerPort):
         ``_pump_snapshot`` copies to the learner as fast as it reads; everything written to
         the connection meanwhile waits behind the snapshot."""
         tree, sessions = self.snapshot_source()
-        if not forked_snapshot.available():
-            connection.write(b"".join(zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES)))
+        started = None
+        if forked_snapshot.available():
+            try:
+                started = forked_snapshot.start_stream(
+                    lambda: zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES))
+            except OSError as error:  # no memory or process left to fork
+                log.warning("cannot fork to stream a snapshot; encoding it here",
+                            peer=connection.peer_id, error=repr(error))
+        if started is None:
+            if not connection.write(b"".join(zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES))):
+                self._fail(connection, "the learner stopped reading")
             return
-        pid, read_fd = forked_snapshot.start_stream(
-            lambda: zksnap.snap_chunks(tree, sessions, SNAP_CHUNK_BYTES))
+        pid, read_fd = started
         connection.uncork()  # the SNAP packet goes before the tree
         connection.held = True
         log.info("streaming snapshot to learner", peer=connection.peer_id, child=pid,

@@ -58,7 +58,6 @@ class EnsembleNode:
         # A ZooKeeper leader's TxnDigests for txns not yet applied, by zxid, in zxid order:
         # (digest version, tree digest after the txn). Checked after each applied batch.
         self.expected_digests: dict[int, tuple[int, int]] = {}
-        self.digest_checks = 0
         self.digest_mismatches = 0
         self.role = NOT_SERVING
         self.role_since_ms = 0
@@ -248,7 +247,6 @@ class EnsembleNode:
             log.info("keeping the tree digest to check the leader's", peer=self.server_id,
                      zxid=hex(applied_zxid), nodes=len(tree.nodes))
         actual = tree.keep_digest()
-        self.digest_checks += 1
         if actual != expected[1]:
             self.digest_mismatches += 1
             log.error("digest mismatch: this member's tree differs from the leader's",

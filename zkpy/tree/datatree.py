@@ -95,15 +95,11 @@ def _owner_of(txn_type: int, txn, session_id: int) -> int:
     return session_id if txn.ephemeral else 0
 
 
-def _failed_multi(subs) -> bool:
-    """A multi with an error among its sub-txns failed as a whole. zkpy's prep writes every
-    sub-txn of a failed multi as an error; ZooKeeper's keeps the ones before the failure as
-    they were prepared (a create, a setData) and its DataTree applies none of them."""
-    return any(sub.type == _ERROR for sub in subs)
-
-
-def _failed_multi_types(subs) -> bool:
-    return any(sub_type == _ERROR for sub_type, _ in subs)
+def _failed_multi(sub_types) -> bool:
+    """A multi with an error among its sub-txns' types failed as a whole. zkpy's prep writes
+    every sub-txn of a failed multi as an error; ZooKeeper's keeps the ones before the failure
+    as they were prepared (a create, a setData) and its DataTree applies none of them."""
+    return _ERROR in sub_types
 
 
 def _as_failed(subs) -> list:
@@ -248,7 +244,7 @@ class DataTree:
         Nothing is reported (no results, no watch triggers): replay has nobody to tell."""
         zxid, time_ms, session_id = hdr.zxid, hdr.time_ms, hdr.client_id
         if hdr.type == _MULTI:
-            if not _failed_multi(txn.txns):
+            if not _failed_multi(sub.type for sub in txn.txns):
                 for sub in txn.txns:
                     self._replay_one(sub.type, zxid, time_ms, session_id,
                                      decode_sub_txn(sub.type, sub.data))
@@ -278,7 +274,7 @@ class DataTree:
             subs = split_multi_txn(buf, offset)
             if subs is None:
                 return False
-            if _failed_multi_types(subs):
+            if _failed_multi(sub_type for sub_type, _ in subs):
                 subs = []  # a failed multi (see _apply_multi) changes nothing
             # Every sub-txn is decoded before the first is applied, so a malformed one
             # raises with the tree untouched, as the generic path does.
@@ -468,7 +464,7 @@ class DataTree:
         results = []
         changes = []
         subs = txn.txns
-        if _failed_multi(subs):
+        if _failed_multi(sub.type for sub in subs):
             subs = _as_failed(subs)
         for sub in subs:
             record = decode_sub_txn(sub.type, sub.data)

@@ -103,6 +103,12 @@ class ServerConfig(NamedTuple):
     # key and trust stores, as ZooKeeper 3.8's JettyAdminServer reads them.
     admin_tls: TlsConfig | None = None
     auth: AuthConfig = AuthConfig()
+    # etcd's v3 gRPC API over the same store (zkpy.frontends.etcd), off unless a port is set;
+    # TLS on the secure port with the client port's ssl.* settings.
+    etcd_client_port: int | None = None
+    etcd_client_port_address: str = "0.0.0.0"
+    etcd_secure_client_port: int | None = None
+    etcd_root: str = "/etcd"
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -148,7 +154,8 @@ _QUORUM_KEYS_READ = frozenset(("sslQuorum",))
 # name that is not zookeeper.K, or not at all).
 _ZKPY_KEYS = frozenset(("jute.maxbuffer", "readonlymode.enabled",
                         "znode.container.checkIntervalMs", "superDigest",
-                        "zkpy.maxWatchesPerSession"))
+                        "zkpy.maxWatchesPerSession", "etcd.clientPort",
+                        "etcd.clientPortAddress", "etcd.secureClientPort", "etcd.rootZnode"))
 
 _PROPERTY_KEYS = {
     "zookeeper.extendedTypesEnabled": "extendedTypesEnabled",
@@ -268,6 +275,8 @@ def build_config(settings: dict[str, str], properties: dict[str, str] | None = N
     as_properties, ignored = _sort_out_keys(settings)
     fields["client_port_given"] = "clientPort" in merged
     fields.update(_security(settings, props, fields.get("secure_client_port")))
+    if fields.get("etcd_secure_client_port") and "tls" not in fields:
+        fields["tls"] = _tls(props)  # the etcd port's TLS: the client port's ssl.* settings
     if _bool("sslQuorum", settings.get("sslQuorum", props.get("zookeeper.sslQuorum", "false"))):
         fields["quorum_tls"] = _quorum_tls(props)
     if fields.get("admin_enable_server", True) and (
@@ -334,7 +343,20 @@ _HANDLERS = {
     "metricsProvider.httpPort": lambda k, v: ("metrics_http_port", _port(k, v)),
     "metricsProvider.httpHost": lambda k, v: ("metrics_http_host", v),
     "metricsProvider.exportJvmInfo": lambda k, v: ("metrics_export_jvm_info", _bool(k, v)),
+    "etcd.clientPort": lambda k, v: ("etcd_client_port", _port(k, v)),
+    "etcd.clientPortAddress": lambda k, v: ("etcd_client_port_address", v.strip()),
+    "etcd.secureClientPort": lambda k, v: ("etcd_secure_client_port", _port(k, v)),
+    "etcd.rootZnode": lambda k, v: ("etcd_root", _root_znode(k, v)),
 }
+
+
+def _root_znode(key: str, value: str) -> str:
+    from zkpy.tree.paths import path_error
+    value = value.strip()
+    problem = path_error(value)
+    if problem or value == "/" or value.startswith("/zookeeper"):
+        raise ConfigError(f"{key}: {value!r} is not a znode path zkpy can keep etcd keys under")
+    return value
 
 
 def _port(key: str, value: str) -> int:

@@ -111,5 +111,5 @@ def test_the_leader_prepares_a_forwarded_command_and_the_follower_queues_its_own
 def test_a_command_of_a_front_end_the_leader_does_not_run_is_not_prepared():
     leader = ReplicaCore(CoreSettings(), 1_000)
     leader.become(LEADER, 1_000, epoch=1)
-    leader.handle_forwarded(Request(0, 0, OpCode.createSession, 10_000, frontend="etcd"), 1_000)
+    leader.handle_forwarded(Request(0, 0, OpCode.createSession, 10_000, frontend="consul"), 1_000)
     assert leader.take_log_batch() == []

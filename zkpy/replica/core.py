@@ -36,7 +36,7 @@ from jute import Err, OpCode
 from jute import records as r
 
 from zkpy.replica.prep import Prep, PrepSettings
-from zkpy.replica.request import ZOOKEEPER, Request
+from zkpy.replica.request import ETCD, ZOOKEEPER, Request
 from zkpy.sessions.tracker import SessionTracker
 from zkpy.tree.datatree import DataTree, TxnResult
 from zkpy.tree.ephemeral import ttl_of
@@ -50,7 +50,7 @@ FOLLOWER = "follower"
 READ_ONLY = "read-only"  # an ensemble member without quorum serving read-only clients
 FORWARDED = object()  # marks a follower's write that waits for its commit
 # The front ends whose commands a leader knows how to prepare.
-PREPARED_FRONTENDS = frozenset((ZOOKEEPER,))
+PREPARED_FRONTENDS = frozenset((ZOOKEEPER, ETCD))
 
 class Revalidation(NamedTuple):
     """Among a follower's forwards: a client reconnected with this session (``revalidate``)."""

@@ -7,6 +7,9 @@ from jute import Err
 # The front-end tag of a command: which protocol's front end made it, so a leader knows how to
 # prepare a command a follower forwarded (today every command is a ZooKeeper operation).
 ZOOKEEPER = "zookeeper"
+# etcd's v3 API: its commands are ZooKeeper operations too (multis, sessions, syncs), made by
+# the etcd front end, so every leader, a Java one included, prepares them alike.
+ETCD = "etcd"
 
 
 class Request:

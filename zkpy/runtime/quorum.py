@@ -287,6 +287,7 @@ class QuorumServer(Server):
             await asyncio.sleep(TICK_INTERVAL_S)
             time_ms = now_ms()
             self._route(self.node.tick(time_ms))
+            self.tick_frontends(time_ms)
             if time_ms - last_reap_ms >= reap_every_ms:
                 last_reap_ms = time_ms
                 self._route(self.node.reap_containers(time_ms))

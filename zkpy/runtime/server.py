@@ -24,6 +24,7 @@ from jute import records as r
 from zkpy.config import ServerConfig
 from zkpy.frontends.zookeeper.connection import (ClientConnection, Connect, FourLetterWord, ProtocolError,
                                       Request)
+from zkpy.frontends.etcd.frontend import EtcdFrontEnd, EtcdSettings
 from zkpy.frontends.zookeeper.frontend import ZooKeeperFrontEnd
 from zkpy.replica.core import CoreSettings, ReplicaCore
 from zkpy.runtime import forked_snapshot, fourletter, tuning, sasl, tls
@@ -178,6 +179,13 @@ class Server:
         # front end, the client protocol over it.
         self.replica = ReplicaCore(settings, start_ms)
         self.zookeeper = ZooKeeperFrontEnd(self.replica, sasl_authenticator)
+        # etcd's v3 API over the same core, when an etcd port is configured.
+        self.etcd_frontend = None
+        self.etcd = None  # its gRPC listener (zkpy.runtime.etcd), once serving
+        if config.etcd_client_port is not None or config.etcd_secure_client_port:
+            self.etcd_frontend = EtcdFrontEnd(self.replica, EtcdSettings(
+                root=config.etcd_root, cluster_id=_cluster_id(config),
+                member_id=etcd_member_id(server_id)))
         self.started_ms = start_ms
         self.connections: dict[int, ClientHandler] = {}
         self._ids = itertools.count(1)
@@ -210,6 +218,8 @@ class Server:
         with tuning.paused():
             restore(self.replica, self.txn_log, now_ms(), progress)
         tuning.settle()
+        if self.etcd_frontend is not None:
+            self.etcd_frontend.rebuild()
         self.txns_since_snapshot = 0
 
     async def serve(self) -> None:
@@ -218,6 +228,10 @@ class Server:
         # The AdminServer and metrics endpoint come up first, as in ZooKeeper: if one cannot
         # bind, the server stops before it ever serves (exit code 4).
         self._http = await start_monitoring(self)
+        if self.etcd_frontend is not None:
+            from zkpy.runtime.etcd import EtcdListener  # grpcio only when etcd is served
+            self.etcd = EtcdListener(self, self.etcd_frontend)
+            await self.etcd.start()
         if self.serves_plaintext():
             self._listener = await loop.create_server(
                 lambda: ClientHandler(self, next(self._ids)),
@@ -253,6 +267,8 @@ class Server:
             self._secure_listener.close()
         if self._http is not None:
             await self._http.close()
+        if self.etcd is not None:
+            await self.etcd.stop()
         for task in self._tasks:
             task.cancel()
         self._stop_ensemble()
@@ -426,6 +442,8 @@ class Server:
                 handler.resume_reads_after_throttle()
 
     def _send_outbox(self) -> None:
+        if self.etcd is not None:
+            self.etcd.deliver()
         zookeeper = self.zookeeper
         outbox = zookeeper.outbox
         if outbox:
@@ -451,6 +469,10 @@ class Server:
 
     # -- periodic work ------------------------------------------------------------------------
 
+    def tick_frontends(self, time_ms: int) -> None:
+        if self.etcd_frontend is not None:
+            self.etcd_frontend.tick(time_ms)
+
     def _periodic_work(self) -> list:
         """The loops that drive the replica core's clock: session expiry and container reaping."""
         return [self._ticker(), self._reaper()]
@@ -459,7 +481,9 @@ class Server:
         interval_s = min(self.config.tick_ms, 500) / 1000
         while True:
             await asyncio.sleep(interval_s)
-            self.replica.tick(now_ms())
+            time_ms = now_ms()
+            self.replica.tick(time_ms)
+            self.tick_frontends(time_ms)
             self._schedule_flush()
 
     async def _reaper(self) -> None:
@@ -564,6 +588,34 @@ class Server:
     def _snapshot_written(self, meta: dict) -> None:
         return None
 
+    # -- what the etcd API tells of the server ----------------------------------------------
+
+    def etcd_members(self) -> list:
+        """etcd's member list: this server alone (an ensemble member lists the ensemble)."""
+        from zkpy.frontends.etcd.proto import rpc_pb2
+        return [rpc_pb2.Member(ID=etcd_member_id(0), name="zkpy",
+                               clientURLs=self.etcd_client_urls())]
+
+    def etcd_client_urls(self) -> list[str]:
+        config = self.config
+        host = config.etcd_client_port_address
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        urls = []
+        if config.etcd_client_port is not None:
+            urls.append(f"http://{host}:{config.etcd_client_port}")
+        if config.etcd_secure_client_port:
+            urls.append(f"https://{host}:{config.etcd_secure_client_port}")
+        return urls
+
+    def etcd_leader_id(self) -> int:
+        return etcd_member_id(0)
+
+    def etcd_db_size_bytes(self) -> int:
+        """What the data directory holds on disk (etcd reports its database file's size)."""
+        directory = Path(self.config.data_log_dir or self.config.data_dir) / "zkpy-db"
+        return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
     def uptime_ms(self) -> int:
         return now_ms() - self.started_ms
 
@@ -587,3 +639,14 @@ class Server:
 
     def _stop_ensemble(self) -> None:
         return None
+
+
+def etcd_member_id(server_id: int) -> int:
+    """The etcd member id of a server: its myid (1 for a standalone server, which has none)."""
+    return server_id or 1
+
+
+def _cluster_id(config: ServerConfig) -> int:
+    import zlib
+    members = ",".join(sorted(f"{s.server_id}={s.host}" for s in config.servers)) or "standalone"
+    return zlib.crc32(("zkpy:" + members).encode())

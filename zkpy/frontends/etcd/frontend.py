@@ -1,0 +1,1101 @@
+"""etcd's v3 API as a front end of the replica core, with no I/O.
+
+The etcd keyspace is part of the znode tree (``zkpy.frontends.etcd.keys``): every etcd write is
+a ZooKeeper multi that prep validates and ZAB orders like any other, so a Java member of a mixed
+ensemble logs and applies it too, and ZooKeeper clients see etcd's keys. Revisions are zxids;
+a key's create and mod revisions are its znode's czxid and mzxid, its version the znode's
+version plus one, its lease the session that owns the (ephemeral) znode.
+
+A write is planned against this member's view of the keyspace (its ``MvccIndex``, as of the
+last applied txn): etcd's compares decide the branch there, and the multi carries a version
+check for every key the plan read, so the leader's prep refuses it if any of them changed
+before it was ordered. A refused plan is planned again on the newer view; it never half
+applies. The answer is computed once the multi is applied, from the index at that revision:
+prev_kv and the reads of a txn are exact, as they are in etcd.
+
+Leases are sessions: a grant is a createSession with the TTL as its timeout plus an ephemeral
+marker znode under ``<root>/leases`` (what tells a lease from a ZooKeeper client's session);
+keys put with the lease are ephemeral znodes of that session, so an expiry or revoke removes
+them all in the session's one closeSession txn. A keep-alive is a session touch.
+
+Duties of the caller (the runtime), in this order for every loop turn:
+1. feed requests in (``range``, ``write``, ``compact``, ``lease_*``, ``watch``, ``tick``);
+2. let the replica core log and apply what was submitted;
+3. take ``completions`` (token, response or EtcdError) and ``watch_out`` (stream, response)
+   and deliver them, then clear both.
+
+Ordering duties: completions of writes come in zxid order; a watcher gets every event in the
+range once, in revision order, history before live events.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import structlog
+
+from jute import CreateMode, Err, OpCode
+from jute import records as r
+from jute.opcodes import MultiOp
+
+from zkpy.frontends.etcd.keys import in_range, key_of, znode_name
+from zkpy.frontends.etcd.mvcc import Event, KeyValue, MvccIndex
+from zkpy.frontends.etcd.proto import kv_pb2, rpc_pb2
+from zkpy.replica.core import FOLLOWER, LEADER, READ_ONLY, STANDALONE, ReplicaCore
+from zkpy.replica.request import ETCD, Request
+from zkpy.tree.datatree import OPEN_ACL, TxnResult
+from zkpy.tree.ephemeral import is_session_owner
+
+log = structlog.get_logger("zkpy.etcd")
+
+# gRPC status codes etcd answers with (grpc.StatusCode values; this layer imports no grpc).
+INVALID_ARGUMENT = 3
+NOT_FOUND = 5
+FAILED_PRECONDITION = 9
+OUT_OF_RANGE = 11
+UNAVAILABLE = 14
+
+MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
+MIN_LEASE_TTL_S = 2  # etcd's minimum with its default election timeout (1 s) and heartbeat
+MAX_LEASE_TTL_S = (2**31 - 1) // 1000  # a session timeout is an int32 of milliseconds
+MAX_PLAN_ATTEMPTS = 64
+FRONTEND_SESSION_TIMEOUT_MS = 30_000
+
+_CREATE = int(OpCode.create)
+_DELETE = int(OpCode.delete)
+_SET_DATA = int(OpCode.setData)
+_CHECK = int(OpCode.check)
+_MULTI = int(OpCode.multi)
+_SYNC = int(OpCode.sync)
+_CREATE_SESSION = int(OpCode.createSession)
+_CLOSE_SESSION = int(OpCode.closeSession)
+_PERSISTENT = int(CreateMode.PERSISTENT)
+_EPHEMERAL = int(CreateMode.EPHEMERAL)
+# Refusals of a plan whose view was stale: plan it again on the newer view.
+_STALE = frozenset((int(Err.NODEEXISTS), int(Err.NONODE), int(Err.BADVERSION),
+                    int(Err.NOTEMPTY)))
+
+
+class EtcdError(Exception):
+    """An etcd error: the gRPC status code and etcd's message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _err(code: int, message: str) -> EtcdError:
+    return EtcdError(code, message)
+
+
+EMPTY_KEY = (INVALID_ARGUMENT, "etcdserver: key is not provided")
+KEY_NOT_FOUND = (INVALID_ARGUMENT, "etcdserver: key not found")
+TOO_MANY_OPS = (INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
+DUPLICATE_KEY = (INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")
+COMPACTED = (OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")
+FUTURE_REV = (OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")
+LEASE_NOT_FOUND = (NOT_FOUND, "etcdserver: requested lease not found")
+LEASE_EXISTS = (FAILED_PRECONDITION, "etcdserver: lease already exists")
+LEASE_TTL_TOO_LARGE = (OUT_OF_RANGE, "etcdserver: too large lease TTL")
+NO_LEADER = (UNAVAILABLE, "etcdserver: no leader")
+LEADER_CHANGED = (UNAVAILABLE, "etcdserver: leader changed")
+MIXED_LEASES = (INVALID_ARGUMENT,
+                "zkpy: the keys one txn attaches to leases must all share one lease")
+
+
+class EtcdSettings(NamedTuple):
+    root: str = "/etcd"  # the znode under which the etcd keyspace lives
+    cluster_id: int = 0
+    member_id: int = 0
+    max_txn_ops: int = MAX_TXN_OPS
+
+
+class Watcher:
+    """One watch of a stream: the range, its options, and the next revision it is owed."""
+
+    __slots__ = ("stream_id", "watch_id", "key", "range_end", "prev_kv", "no_put",
+                 "no_delete", "next_revision")
+
+    def __init__(self, stream_id, watch_id, key, range_end, prev_kv, no_put, no_delete,
+                 next_revision) -> None:
+        self.stream_id = stream_id
+        self.watch_id = watch_id
+        self.key = key
+        self.range_end = range_end
+        self.prev_kv = prev_kv
+        self.no_put = no_put
+        self.no_delete = no_delete
+        self.next_revision = next_revision
+
+    def wants(self, event: Event) -> bool:
+        if not in_range(event.key, self.key, self.range_end):
+            return False
+        return not (self.no_delete if event.kv is None else self.no_put)
+
+
+class _Plan(NamedTuple):
+    """A write txn planned on a view: the multi's ops, the session it runs in, and what the
+    answer is built from once it is applied."""
+    ops: list
+    session_id: int
+    succeeded: bool
+    branch: list  # the RequestOps taken, with nested plans for nested txns
+
+
+class _Pending:
+    __slots__ = ("token", "kind", "request", "attempts", "plan", "lease_id", "ttl_s")
+
+    def __init__(self, token, kind, request, lease_id=0, ttl_s=0) -> None:
+        self.token = token
+        self.kind = kind  # "txn", "compact", "grant", "grant-marker", "revoke", "barrier"
+        self.request = request
+        self.attempts = 0
+        self.plan = None
+        self.lease_id = lease_id
+        self.ttl_s = ttl_s
+
+
+class EtcdFrontEnd:
+    """The etcd clients of one member over its replica core (see the module doc)."""
+
+    tag = ETCD
+
+    def __init__(self, replica: ReplicaCore, settings: EtcdSettings) -> None:
+        self.replica = replica
+        self.settings = settings
+        self.root = settings.root
+        self.kv_root = settings.root + "/kv"
+        self.leases_root = settings.root + "/leases"
+        self.compact_path = settings.root + "/compact"
+        self.index = MvccIndex()
+        self.completions: list[tuple[object, object]] = []
+        self.watch_out: list[tuple[object, rpc_pb2.WatchResponse]] = []
+        self.watchers: dict[tuple, Watcher] = {}
+        self.pending: dict[tuple[int, int], _Pending] = {}
+        self.barrier_waiting: list[_Pending] = []  # reads waiting for a sync to come back
+        self.barrier_in_flight: list[_Pending] | None = None
+        self.session_id = 0  # the front end's own session, for writes without a lease
+        self._session_ready = False
+        self._xids = 0
+        self.waiting_for_session: list[_Pending] = []
+        self._tree = None
+        # When each lease was last kept alive through this member (for TimeToLive's remaining
+        # TTL: the session tracker's deadline is rounded up to its expiry tick).
+        self.lease_renewed_ms: dict[int, int] = {}
+        # The clock: the runtime sets it before each call (and ``tick`` and the change feed
+        # move it), so that sessions opened here get their deadline from now.
+        self.now_ms = 0
+        replica.attach(self)
+        self.rebuild()
+
+    # -- the index ----------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Load the keyspace from the tree as it stands (start-up, a snapshot from the
+        leader); what came before counts as compacted."""
+        tree = self.replica.tree
+        index = MvccIndex(tree.last_zxid)
+        kv_node = tree.nodes.get(self.kv_root)
+        if kv_node is not None:
+            loaded = []
+            for name in kv_node.children:
+                key = key_of(name)
+                if key is not None:
+                    loaded.append(self._kv_of(key, tree.nodes[self.kv_root + "/" + name]))
+            for kv in sorted(loaded, key=lambda kv: kv.mod_revision):
+                index.put(kv)
+        index.revision = max(index.revision, tree.last_zxid)
+        index.compact_revision = index.revision
+        self.index = index
+        self._tree = tree
+        for watcher in list(self.watchers.values()):
+            if watcher.next_revision <= index.compact_revision:
+                self._cancel_compacted(watcher)
+
+    def _fresh(self) -> None:
+        """A reloaded tree (a leader's snapshot, a truncation) is a new keyspace to index."""
+        if self.replica.tree is not self._tree:
+            log.info("keyspace reloaded; revisions before it count as compacted",
+                     zxid=hex(self.replica.tree.last_zxid))
+            self.rebuild()
+
+    def hash_kv(self, revision: int) -> int:
+        """A CRC-32 of the keyspace as of ``revision`` (0: now), the same on every member
+        that has applied as far."""
+        import zlib
+        crc = 0
+        for kv in self.index.range(b"\x00", b"\x00", revision):
+            crc = zlib.crc32(kv.key, crc)
+            crc = zlib.crc32(kv.value, crc)
+            crc = zlib.crc32(b"%d/%d/%d" % (kv.create_revision, kv.mod_revision, kv.version), crc)
+        return crc
+
+    def _kv_of(self, key: bytes, node) -> KeyValue:
+        owner = node.ephemeral_owner
+        lease = owner if is_session_owner(owner) else 0
+        return KeyValue(key, node.czxid, node.mzxid, node.version + 1, node.data, lease)
+
+    def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
+        rev = self.index.revision if revision is None else revision
+        return rpc_pb2.ResponseHeader(cluster_id=self.settings.cluster_id,
+                                      member_id=self.settings.member_id, revision=rev,
+                                      raft_term=self.term())
+
+    def term(self) -> int:
+        """etcd's raft term: ZAB's epoch (a standalone server's is 0; etcd's terms start at 1)."""
+        return max(1, self.replica.tree.last_zxid >> 32, self.replica.prep.next_zxid >> 32)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def range(self, token, request: rpc_pb2.RangeRequest) -> None:
+        """A Range; linearizable ones on a follower wait for a sync with the leader first."""
+        self._fresh()
+        if self.replica.role == FOLLOWER and not request.serializable:
+            self._after_barrier(_Pending(token, "range", request))
+            return
+        self._complete(token, self._range_now(request))
+
+    def _range_now(self, request: rpc_pb2.RangeRequest):
+        try:
+            return self.evaluate_range(request, self.index.revision)
+        except EtcdError as error:
+            return error
+
+    def evaluate_range(self, request: rpc_pb2.RangeRequest, current: int) -> rpc_pb2.RangeResponse:
+        index = self.index
+        revision = request.revision
+        if revision > 0:
+            if revision > index.revision:
+                raise _err(*FUTURE_REV)
+            if revision < index.compact_revision:
+                raise _err(*COMPACTED)
+        else:
+            revision = current
+        kvs = [kv for kv in index.range(request.key, request.range_end, revision)
+               if _passes_filters(kv, request)]
+        response = rpc_pb2.RangeResponse(header=self.header(current), count=len(kvs))
+        if request.count_only:
+            return response
+        kvs = _sorted(kvs, request.sort_order, request.sort_target)
+        if request.limit and len(kvs) > request.limit:
+            kvs = kvs[:request.limit]
+            response.more = True
+        for kv in kvs:
+            response.kvs.append(_pb_kv(kv, request.keys_only))
+        return response
+
+    def _after_barrier(self, pending: _Pending) -> None:
+        self.barrier_waiting.append(pending)
+        if self.barrier_in_flight is None:
+            self._send_barrier()
+
+    def _send_barrier(self) -> None:
+        if not self._session_ready:
+            return  # sent once the session exists (see _session_created)
+        self.barrier_in_flight, self.barrier_waiting = self.barrier_waiting, []
+        xid = self._next_xid()
+        self.pending[(self.session_id, xid)] = _Pending(None, "barrier", None)
+        self.replica.forward_sync(Request(self.session_id, xid, _SYNC,
+                                          r.SyncRequest(self.kv_root), frontend=ETCD))
+
+    def sync_done(self, session_id: int, xid: int, now_ms: int) -> None:
+        if self.pending.pop((session_id, xid), None) is None:
+            return
+        released, self.barrier_in_flight = self.barrier_in_flight or [], None
+        for pending in released:
+            self._run_after_barrier(pending)
+        if self.barrier_waiting:
+            self._send_barrier()
+
+    def _run_after_barrier(self, pending: _Pending) -> None:
+        if pending.kind == "range":
+            self._complete(pending.token, self._range_now(pending.request))
+        else:
+            self._complete(pending.token, self._txn_read_only(pending.request, pending.kind))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def put(self, token, request: rpc_pb2.PutRequest) -> None:
+        self.txn(token, rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=request)]),
+                 kind="put")
+
+    def delete_range(self, token, request: rpc_pb2.DeleteRangeRequest) -> None:
+        self.txn(token, rpc_pb2.TxnRequest(
+            success=[rpc_pb2.RequestOp(request_delete_range=request)]), kind="delete")
+
+    def txn(self, token, request: rpc_pb2.TxnRequest, kind: str = "txn") -> None:
+        self._fresh()
+        try:
+            _check_txn(request, self.settings.max_txn_ops)
+        except EtcdError as error:
+            self._complete(token, error)
+            return
+        pending = _Pending(token, kind, request)
+        if not self._writes_possible(pending):
+            return
+        self._plan_and_submit(pending)
+
+    def _writes_possible(self, pending: _Pending) -> bool:
+        role = self.replica.role
+        if role not in (LEADER, FOLLOWER, STANDALONE):
+            self._complete(pending.token, _err(*NO_LEADER))
+            return False
+        if not self._session_ready:
+            self.waiting_for_session.append(pending)
+            self._open_session()
+            return False
+        return True
+
+    def _plan_and_submit(self, pending: _Pending) -> None:
+        try:
+            plan = self._plan_txn(pending.request)
+        except EtcdError as error:
+            self._complete(pending.token, error)
+            return
+        if not plan.ops:
+            # A txn that writes nothing: answered from the view (after a barrier on a
+            # follower, so that it is linearizable like etcd's).
+            if self.replica.role == FOLLOWER:
+                self._after_barrier(_Pending(pending.token, pending.kind, pending.request))
+            else:
+                self._complete(pending.token, self._txn_read_only(pending.request, pending.kind))
+            return
+        pending.plan = plan
+        pending.attempts += 1
+        self._submit(pending, plan.session_id, _MULTI, plan.ops)
+
+    def _submit(self, pending: _Pending, session_id: int, op_type: int, body) -> None:
+        xid = self._next_xid()
+        self.pending[(session_id, xid)] = pending
+        self.replica.submit(Request(session_id, xid, op_type, body, frontend=ETCD), self.now_ms)
+
+    def _next_xid(self) -> int:
+        self._xids = (self._xids + 1) & 0x7FFFFFFF or 1
+        return self._xids
+
+    def _txn_read_only(self, request: rpc_pb2.TxnRequest, kind: str):
+        try:
+            plan = self._plan_txn(request)
+            return _unwrap(self._txn_response(plan, self.index.revision, self.index.revision),
+                           kind)
+        except EtcdError as error:
+            return error
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _plan_txn(self, request: rpc_pb2.TxnRequest) -> _Plan:
+        builder = _MultiBuilder(self)
+        succeeded, branch = builder.txn(request)
+        return _Plan(builder.finish(), builder.session_id or self.session_id, succeeded, branch)
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def _txn_response(self, plan: _Plan, revision: int, before: int) -> rpc_pb2.TxnResponse:
+        response = rpc_pb2.TxnResponse(header=self.header(revision), succeeded=plan.succeeded)
+        wrote = False
+        for op, nested in plan.branch:
+            response.responses.append(self._op_response(op, nested, revision, before, wrote))
+            wrote = wrote or _writes(op)
+        return response
+
+    def _op_response(self, op, nested, revision: int, before: int, wrote: bool):
+        which = op.WhichOneof("request")
+        if which == "request_range":
+            # A read sees the txn's earlier writes, not its later ones.
+            at = revision if wrote else before
+            inner = op.request_range
+            result = self.evaluate_range(_at_revision(inner, at), revision)
+            result.header.CopyFrom(rpc_pb2.ResponseHeader(revision=revision))
+            return rpc_pb2.ResponseOp(response_range=result)
+        if which == "request_put":
+            put = op.request_put
+            result = rpc_pb2.PutResponse(header=rpc_pb2.ResponseHeader(revision=revision))
+            if put.prev_kv:
+                prev = self.index.at(put.key, before)
+                if prev is not None:
+                    result.prev_kv.CopyFrom(_pb_kv(prev))
+            return rpc_pb2.ResponseOp(response_put=result)
+        if which == "request_delete_range":
+            delete = op.request_delete_range
+            result = rpc_pb2.DeleteRangeResponse(header=rpc_pb2.ResponseHeader(revision=revision))
+            gone = [kv for kv in self.index.range(delete.key, delete.range_end, before)
+                    if self.index.at(kv.key, revision) is None]
+            result.deleted = len(gone)
+            if delete.prev_kv:
+                result.prev_kvs.extend(_pb_kv(kv) for kv in gone)
+            return rpc_pb2.ResponseOp(response_delete_range=result)
+        sub = self._txn_response(nested, revision, before)
+        sub.header.CopyFrom(rpc_pb2.ResponseHeader(revision=revision))
+        return rpc_pb2.ResponseOp(response_txn=sub)
+
+    def _complete(self, token, outcome) -> None:
+        if token is not None:
+            self.completions.append((token, outcome))
+
+    # -- compaction ---------------------------------------------------------------------------
+
+    def compact(self, token, request: rpc_pb2.CompactionRequest) -> None:
+        revision = request.revision
+        if revision > self.index.revision:
+            self._complete(token, _err(*FUTURE_REV))
+            return
+        if revision <= self.index.compact_revision:
+            self._complete(token, _err(*COMPACTED))
+            return
+        pending = _Pending(token, "compact", request)
+        if self._writes_possible(pending):
+            self._submit_compact(pending)
+
+    def _submit_compact(self, pending: _Pending) -> None:
+        data = str(pending.request.revision).encode()
+        ops = self._parents([self.compact_path])
+        if self.compact_path in self.replica.tree.nodes:
+            ops.append(MultiOp(_SET_DATA, r.SetDataRequest(self.compact_path, data, -1)))
+        else:
+            ops.append(MultiOp(_CREATE, r.CreateRequest(self.compact_path, data, OPEN_ACL,
+                                                        _PERSISTENT)))
+        pending.attempts += 1
+        self._submit(pending, self.session_id, _MULTI, ops)
+
+    def _parents(self, paths) -> list:
+        """Creates for the missing znodes above ``paths`` (the keyspace's own)."""
+        nodes = self.replica.tree.nodes
+        ops, seen = [], set()
+        for path in paths:
+            parent = path.rsplit("/", 1)[0]
+            chain = []
+            while parent and parent not in nodes and parent not in seen:
+                chain.append(parent)
+                seen.add(parent)
+                parent = parent.rsplit("/", 1)[0]
+            for missing in reversed(chain):
+                ops.append(MultiOp(_CREATE, r.CreateRequest(missing, b"", OPEN_ACL, _PERSISTENT)))
+        return ops
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def lease_grant(self, token, request: rpc_pb2.LeaseGrantRequest) -> None:
+        ttl_s = max(request.TTL, MIN_LEASE_TTL_S)
+        if ttl_s > MAX_LEASE_TTL_S:
+            self._complete(token, _err(*LEASE_TTL_TOO_LARGE))
+            return
+        lease_id = request.ID
+        if lease_id and (self.replica.sessions.get(lease_id) is not None
+                         or self._marker(lease_id) in self.replica.tree.nodes):
+            self._complete(token, _err(*LEASE_EXISTS))
+            return
+        if lease_id < 0:
+            self._complete(token, _err(INVALID_ARGUMENT, "etcdserver: invalid lease ID"))
+            return
+        pending = _Pending(token, "grant", request, ttl_s=ttl_s)
+        if not self._writes_possible(pending):
+            return
+        self._submit_grant(pending, lease_id)
+
+    def _submit_grant(self, pending: _Pending, lease_id: int) -> None:
+        sessions = self.replica.sessions
+        if not lease_id:
+            lease_id = sessions.next_session_id()
+        pending.lease_id = lease_id
+        timeout_ms = pending.ttl_s * 1000
+        sessions.add(lease_id, timeout_ms, self.now_ms)
+        self.lease_renewed_ms[lease_id] = self.now_ms
+        self._submit(pending, lease_id, _CREATE_SESSION, timeout_ms)
+
+    def _marker(self, lease_id: int) -> str:
+        return f"{self.leases_root}/{lease_id & 0xFFFFFFFFFFFFFFFF:016x}"
+
+    def _submit_marker(self, pending: _Pending) -> None:
+        marker = self._marker(pending.lease_id)
+        ops = self._parents([marker])
+        ops.append(MultiOp(_CREATE, r.CreateRequest(marker, str(pending.ttl_s).encode(),
+                                                    OPEN_ACL, _EPHEMERAL)))
+        pending.kind = "grant-marker"
+        pending.attempts += 1
+        self._submit(pending, pending.lease_id, _MULTI, ops)
+
+    def is_lease(self, lease_id: int) -> bool:
+        return lease_id != 0 and self._marker(lease_id) in self.replica.tree.nodes
+
+    def lease_revoke(self, token, request: rpc_pb2.LeaseRevokeRequest) -> None:
+        if not self.is_lease(request.ID):
+            self._complete(token, _err(*LEASE_NOT_FOUND))
+            return
+        pending = _Pending(token, "revoke", request, lease_id=request.ID)
+        if self._writes_possible(pending):
+            self.replica.sessions.set_closing(request.ID)
+            self._submit(pending, request.ID, _CLOSE_SESSION, None)
+
+    def lease_keep_alive(self, lease_id: int, now_ms: int) -> rpc_pb2.LeaseKeepAliveResponse:
+        """A keep-alive is answered at once: the session's deadline moves here (and, on a
+        follower, on the leader with the next ping), as a ZooKeeper client's ping does."""
+        session = self.replica.sessions.get(lease_id)
+        if not self.is_lease(lease_id) or session is None or session.closing:
+            return rpc_pb2.LeaseKeepAliveResponse(header=self.header(), ID=lease_id, TTL=0)
+        self._touch(lease_id, now_ms)
+        self.lease_renewed_ms[lease_id] = now_ms
+        return rpc_pb2.LeaseKeepAliveResponse(header=self.header(), ID=lease_id,
+                                              TTL=session.timeout_ms // 1000)
+
+    def _touch(self, session_id: int, now_ms: int) -> None:
+        self.replica.sessions.touch(session_id, now_ms)
+        if self.replica.role == FOLLOWER:
+            self.replica.touched.add(session_id)
+
+    def lease_time_to_live(self, request: rpc_pb2.LeaseTimeToLiveRequest,
+                           now_ms: int) -> rpc_pb2.LeaseTimeToLiveResponse:
+        lease_id = request.ID
+        session = self.replica.sessions.get(lease_id)
+        if not self.is_lease(lease_id) or session is None:
+            return rpc_pb2.LeaseTimeToLiveResponse(header=self.header(), ID=lease_id, TTL=-1)
+        granted = session.timeout_ms // 1000
+        renewed_ms = self.lease_renewed_ms.get(lease_id)
+        if renewed_ms is None:  # kept alive through other members only: the session's deadline
+            remaining_ms = max(0, session.expires_at_ms - now_ms - self.replica.settings.tick_ms)
+        else:
+            remaining_ms = max(0, session.timeout_ms - (now_ms - renewed_ms))
+        response = rpc_pb2.LeaseTimeToLiveResponse(
+            header=self.header(), ID=lease_id, grantedTTL=granted,
+            TTL=min(granted, remaining_ms // 1000))
+        if request.keys:
+            response.keys.extend(sorted(self.lease_keys(lease_id)))
+        return response
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        prefix = self.kv_root + "/"
+        keys = []
+        for path in self.replica.tree.ephemerals.get(lease_id, ()):
+            if path.startswith(prefix):
+                key = key_of(path[len(prefix):])
+                if key is not None:
+                    keys.append(key)
+        return keys
+
+    def leases(self) -> rpc_pb2.LeaseLeasesResponse:
+        node = self.replica.tree.nodes.get(self.leases_root)
+        ids = sorted(int(name, 16) for name in (node.children if node else ()))
+        return rpc_pb2.LeaseLeasesResponse(
+            header=self.header(),
+            leases=[rpc_pb2.LeaseStatus(ID=_signed(i)) for i in ids])
+
+    # -- the front end's own session ----------------------------------------------------------
+
+    def _open_session(self) -> None:
+        if self.session_id or self.replica.role not in (LEADER, FOLLOWER, STANDALONE):
+            return
+        sessions = self.replica.sessions
+        self.session_id = sessions.next_session_id()
+        sessions.add(self.session_id, FRONTEND_SESSION_TIMEOUT_MS, self.now_ms)
+        xid = self._next_xid()
+        self.pending[(self.session_id, xid)] = _Pending(None, "session", None)
+        self.replica.submit(Request(self.session_id, xid, _CREATE_SESSION,
+                                    FRONTEND_SESSION_TIMEOUT_MS, frontend=ETCD), self.now_ms)
+        log.info("opening the etcd front end's session",
+                 session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
+
+    def _session_created(self) -> None:
+        self._session_ready = True
+        waiting, self.waiting_for_session = self.waiting_for_session, []
+        for pending in waiting:
+            if pending.kind == "compact":
+                self._submit_compact(pending)
+            elif pending.kind == "grant":
+                self._submit_grant(pending, pending.request.ID)
+            elif pending.kind == "revoke":
+                self._submit(pending, pending.lease_id, _CLOSE_SESSION, None)
+            else:
+                self._plan_and_submit(pending)
+        if self.barrier_waiting and self.barrier_in_flight is None:
+            self._send_barrier()
+
+    def tick(self, now_ms: int) -> None:
+        """Keep the front end's session alive, and open it once the member serves."""
+        self.now_ms = now_ms
+        if self.session_id and self._session_ready:
+            session = self.replica.sessions.get(self.session_id)
+            if session is None or session.closing:
+                self._session_lost()
+            else:
+                self._touch(self.session_id, now_ms)
+        if not self.session_id and (self.waiting_for_session or self.barrier_waiting):
+            self._open_session()
+
+    def _session_lost(self) -> None:
+        log.info("the etcd front end's session ended; opening another",
+                 session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
+        self.session_id = 0
+        self._session_ready = False
+        self._open_session()
+
+    # -- the change feed ----------------------------------------------------------------------
+
+    def applied(self, hdr: r.TxnHeader, txn, result: TxnResult, now_ms: int) -> None:
+        """Fold the txn's changes to the keyspace into the index, tell the watchers, then
+        complete this front end's request if the txn is one."""
+        self._fresh()
+        self.now_ms = now_ms
+        zxid = hdr.zxid
+        before = self.index.revision
+        if hdr.type == _CLOSE_SESSION:
+            self.lease_renewed_ms.pop(hdr.client_id, None)
+        # Only a change to the keyspace moves etcd's revision: a lease grant or a ZooKeeper
+        # client's write elsewhere in the tree does not, as neither would in etcd.
+        events = self._index_changes(result.changes, zxid) if result.changes else ()
+        if events:
+            self._notify(events, zxid)
+        pending = self.pending.pop((hdr.client_id, hdr.cxid), None)
+        if pending is not None:
+            self._finish(pending, hdr, result, before)
+
+    def _index_changes(self, changes, zxid: int) -> list[Event]:
+        prefix = self.kv_root + "/"
+        nodes = self.replica.tree.nodes
+        index = self.index
+        events = []
+        seen = set()
+        for _event_type, path, _acl in changes:
+            if path == self.compact_path:
+                self._compacted_to(nodes.get(path))
+                continue
+            if not path.startswith(prefix) or path in seen:
+                continue
+            seen.add(path)
+            key = key_of(path[len(prefix):])
+            if key is None:
+                continue
+            node = nodes.get(path)
+            event = (index.put(self._kv_of(key, node)) if node is not None
+                     else index.delete(key, zxid))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _compacted_to(self, node) -> None:
+        if node is None:
+            return
+        try:
+            revision = int(node.data)
+        except ValueError:
+            return
+        self.index.compact(min(revision, self.index.revision))
+
+    def _finish(self, pending: _Pending, hdr: r.TxnHeader, result: TxnResult,
+                before: int) -> None:
+        err = _error_of(result)
+        kind = pending.kind
+        if kind == "session":
+            if err:
+                log.warning("the etcd front end's session was refused", err=err)
+                self.session_id = 0
+                return
+            self._session_created()
+            return
+        if kind == "grant":
+            if err:
+                self._complete(pending.token, _err(*LEASE_EXISTS))
+                return
+            self._submit_marker(pending)
+            return
+        if kind == "grant-marker":
+            if err:
+                self._complete(pending.token, _err(*LEASE_NOT_FOUND))
+                return
+            self._complete(pending.token, rpc_pb2.LeaseGrantResponse(
+                header=self.header(hdr.zxid), ID=_signed(pending.lease_id), TTL=pending.ttl_s))
+            return
+        if kind == "revoke":
+            self._complete(pending.token, rpc_pb2.LeaseRevokeResponse(header=self.header(hdr.zxid)))
+            return
+        if err:
+            self._retry(pending, err)
+            return
+        if kind == "compact":
+            self._complete(pending.token, rpc_pb2.CompactionResponse(header=self.header(hdr.zxid)))
+            return
+        self._complete(pending.token,
+                       _unwrap(self._txn_response(pending.plan, hdr.zxid, before), kind))
+
+    def _retry(self, pending: _Pending, err: int) -> None:
+        if err == int(Err.SESSIONEXPIRED) and pending.plan is not None \
+                and pending.plan.session_id != self.session_id:
+            self._complete(pending.token, _err(*LEASE_NOT_FOUND))
+            return
+        if err == int(Err.SESSIONEXPIRED):
+            self.waiting_for_session.append(pending)
+            self._session_lost()
+            return
+        if err not in _STALE or pending.attempts >= MAX_PLAN_ATTEMPTS:
+            log.warning("etcd write refused", err=err, attempts=pending.attempts,
+                        session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
+            self._complete(pending.token, _err(UNAVAILABLE, f"zkpy: write refused ({err})"))
+            return
+        if pending.kind == "compact":
+            self._submit_compact(pending)
+        else:
+            self._plan_and_submit(pending)
+
+    def batch_applied(self, now_ms: int) -> None:
+        pass
+
+    def not_passed_on(self, request: Request, now_ms: int) -> None:
+        pending = self.pending.pop((request.session_id, request.xid), None)
+        if pending is None:
+            return
+        if pending.kind == "barrier":
+            released, self.barrier_in_flight = self.barrier_in_flight or [], None
+            for waiting in released:
+                self._complete(waiting.token, _err(*NO_LEADER))
+            return
+        self._complete(pending.token, _err(*NO_LEADER))
+
+    def session_closed(self, session_id: int) -> None:
+        pass
+
+    def role_changed(self, role: str, now_ms: int) -> None:
+        """The member changed role: what waited on the old pipeline fails (its client
+        retries), as etcd fails requests across a leader change."""
+        for pending in list(self.pending.values()) + self.waiting_for_session \
+                + self.barrier_waiting + (self.barrier_in_flight or []):
+            self._complete(pending.token, _err(*LEADER_CHANGED))
+        self.pending.clear()
+        self.waiting_for_session = []
+        self.barrier_waiting = []
+        self.barrier_in_flight = None
+        self._session_ready = bool(self.session_id) and \
+            self.replica.sessions.get(self.session_id) is not None
+        if not self._session_ready:
+            self.session_id = 0
+
+    # -- watches ------------------------------------------------------------------------------
+
+    def watch(self, stream_id, request: rpc_pb2.WatchCreateRequest, watch_id: int) -> None:
+        """Create a watch; its history (from start_revision) follows the created response."""
+        self._fresh()
+        filters = set(request.filters)
+        current = self.index.revision
+        start = request.start_revision or current + 1
+        watcher = Watcher(stream_id, watch_id, request.key, request.range_end, request.prev_kv,
+                          rpc_pb2.WatchCreateRequest.NOPUT in filters,
+                          rpc_pb2.WatchCreateRequest.NODELETE in filters, start)
+        self.watch_out.append((stream_id, rpc_pb2.WatchResponse(
+            header=self.header(), watch_id=watch_id, created=True)))
+        if start <= self.index.compact_revision:
+            self._cancel_compacted(watcher)
+            return
+        self.watchers[(stream_id, watch_id)] = watcher
+        if start <= current:
+            history = [e for e in self.index.events_since(start, request.key, request.range_end)
+                       if watcher.wants(e)]
+            self._send_events(watcher, history, current)
+        watcher.next_revision = current + 1
+
+    def _cancel_compacted(self, watcher: Watcher) -> None:
+        self.watchers.pop((watcher.stream_id, watcher.watch_id), None)
+        self.watch_out.append((watcher.stream_id, rpc_pb2.WatchResponse(
+            header=self.header(), watch_id=watcher.watch_id, canceled=True,
+            compact_revision=self.index.compact_revision)))
+
+    def cancel_watch(self, stream_id, watch_id: int) -> bool:
+        if self.watchers.pop((stream_id, watch_id), None) is None:
+            return False
+        self.watch_out.append((stream_id, rpc_pb2.WatchResponse(
+            header=self.header(), watch_id=watch_id, canceled=True)))
+        return True
+
+    def drop_stream(self, stream_id) -> None:
+        for key in [k for k in self.watchers if k[0] == stream_id]:
+            del self.watchers[key]
+
+    def progress(self, stream_id) -> None:
+        """A progress request: the revision every watch of the stream has caught up to."""
+        self.watch_out.append((stream_id, rpc_pb2.WatchResponse(header=self.header(),
+                                                                watch_id=-1)))
+
+    def _notify(self, events: list[Event], revision: int) -> None:
+        for watcher in self.watchers.values():
+            wanted = [e for e in events if watcher.wants(e)]
+            if wanted:
+                self._send_events(watcher, wanted, revision)
+            watcher.next_revision = revision + 1
+
+    def _send_events(self, watcher: Watcher, events: list[Event], revision: int) -> None:
+        if not events:
+            return
+        response = rpc_pb2.WatchResponse(header=self.header(revision), watch_id=watcher.watch_id)
+        for event in events:
+            if event.kv is None:
+                pb = kv_pb2.Event(type=kv_pb2.Event.DELETE,
+                                  kv=kv_pb2.KeyValue(key=event.key, mod_revision=event.revision))
+            else:
+                pb = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=_pb_kv(event.kv))
+            if watcher.prev_kv and event.prev is not None:
+                pb.prev_kv.CopyFrom(_pb_kv(event.prev))
+            response.events.append(pb)
+        self.watch_out.append((watcher.stream_id, response))
+
+
+class _MultiBuilder:
+    """Plans one TxnRequest on the front end's view: the branch etcd's compares take, and
+    the multi that writes it with a version check on everything the plan relied on."""
+
+    def __init__(self, frontend: EtcdFrontEnd) -> None:
+        self.frontend = frontend
+        self.index = frontend.index
+        self.kv_root = frontend.kv_root
+        self.ops: list = []
+        self.checks: dict[str, int] = {}  # path -> the znode version the plan saw
+        self.absent: set[str] = set()  # paths the plan saw missing and must still be
+        self.written: set[bytes] = set()
+        self.session_id = 0  # the lease session the multi must run in, if any
+        self.changed: dict[bytes, KeyValue | None] = {}  # this txn's writes so far
+
+    def path(self, key: bytes) -> str:
+        return self.kv_root + "/" + znode_name(key)
+
+    def current(self, key: bytes) -> KeyValue | None:
+        if key in self.changed:
+            return self.changed[key]
+        return self.index.latest(key)
+
+    def relied_on(self, key: bytes, kv: KeyValue | None) -> None:
+        path = self.path(key)
+        if kv is None:
+            self.absent.add(path)
+        else:
+            self.checks.setdefault(path, kv.version - 1)
+
+    def txn(self, request: rpc_pb2.TxnRequest):
+        succeeded = all(self.compare(c) for c in request.compare)
+        branch = []
+        for op in (request.success if succeeded else request.failure):
+            branch.append((op, self.op(op)))
+        return succeeded, branch
+
+    def compare(self, compare: rpc_pb2.Compare) -> bool:
+        if compare.range_end:
+            keys = list(self.index.keys_in(compare.key, compare.range_end))
+            kvs = [(k, self.current(k)) for k in keys]
+            for key, kv in kvs:
+                self.relied_on(key, kv)
+            return all(_compare_holds(compare, kv) for _k, kv in kvs if kv is not None) \
+                if any(kv is not None for _k, kv in kvs) else _compare_holds(compare, None)
+        kv = self.current(compare.key)
+        self.relied_on(compare.key, kv)
+        return _compare_holds(compare, kv)
+
+    def op(self, op: rpc_pb2.RequestOp):
+        which = op.WhichOneof("request")
+        if which == "request_put":
+            self.put(op.request_put)
+        elif which == "request_delete_range":
+            self.delete(op.request_delete_range)
+        elif which == "request_txn":
+            succeeded, branch = self.txn(op.request_txn)
+            return _Plan([], 0, succeeded, branch)
+        return None
+
+    def put(self, put: rpc_pb2.PutRequest) -> None:
+        key = put.key
+        current = self.current(key)
+        value, lease = put.value, put.lease
+        if put.ignore_value or put.ignore_lease:
+            if current is None:
+                raise _err(*KEY_NOT_FOUND)
+            if put.ignore_value:
+                value = current.value
+            if put.ignore_lease:
+                lease = current.lease
+        if lease:
+            if not self.frontend.is_lease(lease):
+                raise _err(*LEASE_NOT_FOUND)
+            if self.session_id and self.session_id != lease:
+                raise _err(*MIXED_LEASES)
+            self.session_id = lease
+        path = self.path(key)
+        self.relied_on(key, current)
+        flags = _EPHEMERAL if lease else _PERSISTENT
+        if current is None:
+            self.ops.append(MultiOp(_CREATE, r.CreateRequest(path, value, OPEN_ACL, flags)))
+            self.absent.discard(path)  # the create itself fails if the key appeared
+        elif current.lease == lease:
+            self.ops.append(MultiOp(_SET_DATA, r.SetDataRequest(path, value, current.version - 1)))
+            self.checks.pop(path, None)  # the versioned setData checks it
+        else:  # a lease moves only with a new znode (the owner is fixed at creation)
+            self.ops.append(MultiOp(_DELETE, r.DeleteRequest(path, current.version - 1)))
+            self.ops.append(MultiOp(_CREATE, r.CreateRequest(path, value, OPEN_ACL, flags)))
+            self.checks.pop(path, None)
+        self.changed[key] = KeyValue(key, 0, 0, (current.version + 1) if current else 1,
+                                     value, lease)
+
+    def delete(self, delete: rpc_pb2.DeleteRangeRequest) -> None:
+        keys = list(self.index.keys_in(delete.key, delete.range_end))
+        keys.extend(k for k in self.changed if k not in self.index.versions
+                    and _in(k, delete))
+        for key in keys:
+            current = self.current(key)
+            if current is None:
+                continue
+            path = self.path(key)
+            if key in self.changed:
+                self.ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
+            else:
+                self.ops.append(MultiOp(_DELETE, r.DeleteRequest(path, current.version - 1)))
+                self.checks.pop(path, None)
+            self.changed[key] = None
+
+    def finish(self) -> list:
+        """The multi: missing parents, checks for what was read, then the writes."""
+        if not self.ops:
+            return []
+        frontend = self.frontend
+        ops = frontend._parents([self.kv_root + "/x"])
+        for path, version in sorted(self.checks.items()):
+            ops.append(MultiOp(_CHECK, r.CheckVersionRequest(path, version)))
+        for path in sorted(self.absent):
+            # ZooKeeper has no "is absent" check: a create and delete of the same znode in
+            # the multi fails if it exists, and leaves nothing behind if it does not.
+            ops.append(MultiOp(_CREATE, r.CreateRequest(path, b"", OPEN_ACL, _PERSISTENT)))
+            ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
+        ops.extend(self.ops)
+        return ops
+
+
+def _unwrap(response: rpc_pb2.TxnResponse, kind: str):
+    """A Put or DeleteRange ran as a one-op txn: its own response, with the full header."""
+    if kind == "put":
+        inner = response.responses[0].response_put
+    elif kind == "delete":
+        inner = response.responses[0].response_delete_range
+    else:
+        return response
+    inner.header.CopyFrom(response.header)
+    return inner
+
+
+def _in(key: bytes, delete: rpc_pb2.DeleteRangeRequest) -> bool:
+    return in_range(key, delete.key, delete.range_end)
+
+
+def _check_txn(request: rpc_pb2.TxnRequest, max_ops: int) -> None:
+    """etcd's checks before a txn runs: size, empty keys, duplicate written keys per
+    branch."""
+    if len(request.compare) > max_ops or len(request.success) > max_ops \
+            or len(request.failure) > max_ops:
+        raise _err(*TOO_MANY_OPS)
+    for compare in request.compare:
+        if not compare.key:
+            raise _err(*EMPTY_KEY)
+    for branch in (request.success, request.failure):
+        puts: set[bytes] = set()
+        deletes = []
+        for op in branch:
+            which = op.WhichOneof("request")
+            if which == "request_put":
+                if not op.request_put.key:
+                    raise _err(*EMPTY_KEY)
+                if op.request_put.key in puts:
+                    raise _err(*DUPLICATE_KEY)
+                puts.add(op.request_put.key)
+            elif which == "request_delete_range":
+                if not op.request_delete_range.key:
+                    raise _err(*EMPTY_KEY)
+                deletes.append(op.request_delete_range)
+            elif which == "request_range":
+                if not op.request_range.key:
+                    raise _err(*EMPTY_KEY)
+            elif which == "request_txn":
+                _check_txn(op.request_txn, max_ops)
+        for delete in deletes:
+            if any(_in(key, delete) for key in puts):
+                raise _err(*DUPLICATE_KEY)
+
+
+def _compare_holds(compare: rpc_pb2.Compare, kv: KeyValue | None) -> bool:
+    target = compare.target
+    C = rpc_pb2.Compare
+    if target == C.VALUE:
+        if kv is None:
+            return False  # etcd: a value compare on a missing key is false
+        ours, theirs = kv.value, compare.value
+    elif target == C.VERSION:
+        ours, theirs = (kv.version if kv else 0), compare.version
+    elif target == C.CREATE:
+        ours, theirs = (kv.create_revision if kv else 0), compare.create_revision
+    elif target == C.MOD:
+        ours, theirs = (kv.mod_revision if kv else 0), compare.mod_revision
+    else:
+        ours, theirs = (kv.lease if kv else 0), compare.lease
+    result = compare.result
+    if result == C.EQUAL:
+        return ours == theirs
+    if result == C.NOT_EQUAL:
+        return ours != theirs
+    if result == C.GREATER:
+        return ours > theirs
+    return ours < theirs
+
+
+def _passes_filters(kv: KeyValue, request: rpc_pb2.RangeRequest) -> bool:
+    if request.min_mod_revision and kv.mod_revision < request.min_mod_revision:
+        return False
+    if request.max_mod_revision and kv.mod_revision > request.max_mod_revision:
+        return False
+    if request.min_create_revision and kv.create_revision < request.min_create_revision:
+        return False
+    if request.max_create_revision and kv.create_revision > request.max_create_revision:
+        return False
+    return True
+
+
+_SORT_KEYS = {
+    rpc_pb2.RangeRequest.KEY: lambda kv: kv.key,
+    rpc_pb2.RangeRequest.VERSION: lambda kv: kv.version,
+    rpc_pb2.RangeRequest.CREATE: lambda kv: kv.create_revision,
+    rpc_pb2.RangeRequest.MOD: lambda kv: kv.mod_revision,
+    rpc_pb2.RangeRequest.VALUE: lambda kv: kv.value,
+}
+
+
+def _sorted(kvs: list[KeyValue], order: int, target: int) -> list[KeyValue]:
+    """etcd's sort: by key ascending unless asked; a target without an order ascends."""
+    R = rpc_pb2.RangeRequest
+    if order == R.NONE and target != R.KEY:
+        order = R.ASCEND
+    if order == R.NONE or (order == R.ASCEND and target == R.KEY):
+        return kvs  # the index's own order
+    return sorted(kvs, key=_SORT_KEYS[target], reverse=order == R.DESCEND)
+
+
+def _at_revision(request: rpc_pb2.RangeRequest, revision: int) -> rpc_pb2.RangeRequest:
+    if request.revision:
+        return request
+    copy = rpc_pb2.RangeRequest()
+    copy.CopyFrom(request)
+    copy.revision = revision
+    return copy
+
+
+def _writes(op: rpc_pb2.RequestOp) -> bool:
+    which = op.WhichOneof("request")
+    return which in ("request_put", "request_delete_range", "request_txn")
+
+
+def _pb_kv(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:
+    return kv_pb2.KeyValue(key=kv.key, create_revision=kv.create_revision,
+                           mod_revision=kv.mod_revision, version=kv.version,
+                           value=b"" if keys_only else kv.value, lease=_signed(kv.lease))
+
+
+def _signed(value: int) -> int:
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _error_of(result: TxnResult) -> int:
+    if result.err:
+        return result.err
+    for sub in result.sub_results:
+        if sub.err and sub.err != int(Err.RUNTIMEINCONSISTENCY):
+            return sub.err
+    return 0

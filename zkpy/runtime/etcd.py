@@ -1,0 +1,344 @@
+"""The etcd v3 gRPC listener: grpcio's asyncio server on the server's loop, over the etcd front
+end (zkpy.frontends.etcd.frontend).
+
+grpcio is the gRPC implementation etcd's own clients interoperate with (HTTP/2, flow control,
+keep-alives, deadlines); the message code is generated from etcd's protos at build time. Each
+call hands the front end a future as its token; the server's flush delivers the front end's
+completions and watch responses (``deliver``), so a write is answered only once its txn is
+durable and applied, in the same loop turn as the ZooKeeper clients' replies.
+
+Bounds: a request is at most ``MAX_REQUEST_BYTES`` (etcd's 1.5 MiB default) plus gRPC's
+overhead, larger ones fail with RESOURCE_EXHAUSTED before they are decoded; a watch stream
+holds at most ``MAX_QUEUED_WATCH_RESPONSES`` unread responses, past which its client is too
+slow and the stream is closed (logged with the client's address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import grpc
+import structlog
+
+from zkpy.frontends.etcd.frontend import EtcdError, EtcdFrontEnd
+from zkpy.frontends.etcd.proto import rpc_pb2, rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
+from zkpy.runtime.etcd_recipes import Recipes, grpc_status
+from zkpy.runtime import tls
+
+log = structlog.get_logger("zkpy.etcd")
+
+MAX_REQUEST_BYTES = 1536 * 1024  # etcd's --max-request-bytes default
+GRPC_OVERHEAD_BYTES = 512 * 1024  # what etcd allows a gRPC message beyond it
+MAX_QUEUED_WATCH_RESPONSES = 4096
+ETCD_API_VERSION = "3.4.0"
+
+
+
+def now_ms() -> int:
+    """The server's clock (zkpy.runtime.server.now_ms): sessions' deadlines are on it."""
+    return time.time_ns() // 1_000_000
+
+
+class EtcdListener:
+    """The etcd port(s) of one server; ``deliver`` runs at the end of each server flush."""
+
+    def __init__(self, server, frontend: EtcdFrontEnd) -> None:
+        self.server = server
+        self.frontend = frontend
+        self.streams: dict[int, asyncio.Queue] = {}
+        self._stream_ids = itertools.count(1)
+        self._grpc: grpc.aio.Server | None = None
+        self.recipes = Recipes(self)
+
+    async def start(self) -> None:
+        config = self.server.config
+        limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES
+        self._grpc = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.so_reuseport", 0),
+        ])
+        services = _Services(self)
+        rpc_pb2_grpc.add_KVServicer_to_server(services, self._grpc)
+        rpc_pb2_grpc.add_WatchServicer_to_server(services, self._grpc)
+        rpc_pb2_grpc.add_LeaseServicer_to_server(services, self._grpc)
+        rpc_pb2_grpc.add_ClusterServicer_to_server(services, self._grpc)
+        rpc_pb2_grpc.add_MaintenanceServicer_to_server(services, self._grpc)
+        rpc_pb2_grpc.add_AuthServicer_to_server(services, self._grpc)
+        v3lock_pb2_grpc.add_LockServicer_to_server(services, self._grpc)
+        v3election_pb2_grpc.add_ElectionServicer_to_server(services, self._grpc)
+        address = config.etcd_client_port_address
+        if config.etcd_client_port is not None:
+            bound = self._grpc.add_insecure_port(f"{_host(address)}:{config.etcd_client_port}")
+            if not bound:
+                raise OSError(f"etcd.clientPort: cannot listen on {address}:{config.etcd_client_port}")
+        if config.etcd_secure_client_port:
+            credentials = _credentials(config.tls)
+            bound = self._grpc.add_secure_port(
+                f"{_host(address)}:{config.etcd_secure_client_port}", credentials)
+            if not bound:
+                raise OSError(f"etcd.secureClientPort: cannot listen on {address}:"
+                              f"{config.etcd_secure_client_port}")
+        await self._grpc.start()
+        log.info("serving etcd v3 API", address=address, port=config.etcd_client_port,
+                 secure_port=config.etcd_secure_client_port, peer=self.server.replica.settings.server_id)
+
+    async def stop(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(0.5)
+
+    # -- the front end's outputs --------------------------------------------------------------
+
+    def deliver(self) -> None:
+        frontend = self.frontend
+        if frontend.completions:
+            completions, frontend.completions = frontend.completions, []
+            for future, outcome in completions:
+                if not future.done():
+                    future.set_result(outcome)
+        if frontend.watch_out:
+            out, frontend.watch_out = frontend.watch_out, []
+            for stream_id, response in out:
+                queue = self.streams.get(stream_id)
+                if queue is None:
+                    continue
+                if callable(queue):
+                    queue(response)  # an internal watch (the lock and election services)
+                    continue
+                try:
+                    queue.put_nowait(response)
+                except asyncio.QueueFull:
+                    log.warning("etcd watch stream not read; closing it", stream=stream_id)
+                    frontend.drop_stream(stream_id)
+                    self.streams.pop(stream_id, None)
+                    _drain_and_close(queue)
+
+    async def call(self, method, request, context=None):
+        """Run a front-end operation and wait for its outcome (raised as the gRPC error)."""
+        future = asyncio.get_running_loop().create_future()
+        self.frontend.now_ms = now_ms()
+        method(future, request)
+        self.deliver()
+        self.server._schedule_flush()
+        outcome = await future
+        if isinstance(outcome, EtcdError):
+            if context is None:
+                raise outcome
+            await context.abort(grpc_status(outcome.code), outcome.message)
+        return outcome
+
+    def open_stream(self, sink=None) -> tuple[int, asyncio.Queue | None]:
+        stream_id = next(self._stream_ids)
+        queue = sink or asyncio.Queue(MAX_QUEUED_WATCH_RESPONSES)
+        self.streams[stream_id] = queue
+        return stream_id, (None if sink else queue)
+
+    def close_stream(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+        self.frontend.drop_stream(stream_id)
+
+
+def _drain_and_close(queue: asyncio.Queue) -> None:
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _credentials(tls_config) -> grpc.ServerCredentials:
+    """The etcd port's TLS from the client port's ssl.* key and trust stores."""
+    from cryptography.hazmat.primitives import serialization
+
+    key, chain = tls.load_key_store(tls_config.keystore_location, tls_config.keystore_password,
+                                    tls_config.keystore_type)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    roots = None
+    if tls_config.truststore_location:
+        trusted = tls.load_trust_store(tls_config.truststore_location,
+                                       tls_config.truststore_password, tls_config.truststore_type)
+        roots = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in trusted)
+    client_auth = tls_config.client_auth
+    return grpc.ssl_server_credentials(
+        [(key_pem, chain_pem)], root_certificates=roots,
+        require_client_auth=client_auth == "need" and roots is not None)
+
+
+class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grpc.LeaseServicer,
+                rpc_pb2_grpc.ClusterServicer, rpc_pb2_grpc.MaintenanceServicer,
+                rpc_pb2_grpc.AuthServicer, v3lock_pb2_grpc.LockServicer,
+                v3election_pb2_grpc.ElectionServicer):
+    """Every etcd service: each method turns into one front-end operation."""
+
+    def __init__(self, listener: EtcdListener) -> None:
+        self.listener = listener
+        self.frontend = listener.frontend
+
+    # -- KV -----------------------------------------------------------------------------------
+
+    async def Range(self, request, context):
+        return await self.listener.call(self.frontend.range, request, context)
+
+    async def Put(self, request, context):
+        return await self.listener.call(self.frontend.put, request, context)
+
+    async def DeleteRange(self, request, context):
+        return await self.listener.call(self.frontend.delete_range, request, context)
+
+    async def Txn(self, request, context):
+        return await self.listener.call(self.frontend.txn, request, context)
+
+    async def Compact(self, request, context):
+        return await self.listener.call(self.frontend.compact, request, context)
+
+    # -- Watch --------------------------------------------------------------------------------
+
+    async def Watch(self, request_iterator, context):
+        listener = self.listener
+        stream_id, queue = listener.open_stream()
+        reader = asyncio.create_task(self._read_watch_requests(stream_id, request_iterator, queue))
+        try:
+            while True:
+                response = await queue.get()
+                if response is None:
+                    return
+                yield response
+        finally:
+            reader.cancel()
+            listener.close_stream(stream_id)
+
+    async def _read_watch_requests(self, stream_id, request_iterator, queue) -> None:
+        frontend = self.frontend
+        next_ids = itertools.count(0)
+        try:
+            async for request in request_iterator:
+                which = request.WhichOneof("request_union")
+                if which == "create_request":
+                    create = request.create_request
+                    watch_id = create.watch_id
+                    if not watch_id:
+                        watch_id = next(next_ids)
+                        while (stream_id, watch_id) in frontend.watchers:
+                            watch_id = next(next_ids)
+                    frontend.watch(stream_id, create, watch_id)
+                elif which == "cancel_request":
+                    frontend.cancel_watch(stream_id, request.cancel_request.watch_id)
+                elif which == "progress_request":
+                    frontend.progress(stream_id)
+                self.listener.deliver()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a broken stream ends only itself
+            log.info("etcd watch stream ended", stream=stream_id, error=repr(error))
+        if stream_id in self.listener.streams:
+            queue.put_nowait(None)
+
+    # -- Lease --------------------------------------------------------------------------------
+
+    async def LeaseGrant(self, request, context):
+        return await self.listener.call(self.frontend.lease_grant, request, context)
+
+    async def LeaseRevoke(self, request, context):
+        return await self.listener.call(self.frontend.lease_revoke, request, context)
+
+    async def LeaseKeepAlive(self, request_iterator, context):
+        async for request in request_iterator:
+            yield self.frontend.lease_keep_alive(request.ID, now_ms())
+
+    async def LeaseTimeToLive(self, request, context):
+        return self.frontend.lease_time_to_live(request, now_ms())
+
+    async def LeaseLeases(self, request, context):
+        return self.frontend.leases()
+
+    # -- Cluster and Maintenance --------------------------------------------------------------
+
+    async def MemberList(self, request, context):
+        return rpc_pb2.MemberListResponse(header=self.frontend.header(),
+                                          members=self.listener.server.etcd_members())
+
+    async def MemberAdd(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "zkpy: members join by ZooKeeper's reconfig, not etcd's member add")
+
+    async def MemberRemove(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "zkpy: members leave by ZooKeeper's reconfig, not etcd's member remove")
+
+    async def MemberUpdate(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "zkpy: member addresses change by ZooKeeper's reconfig")
+
+    async def MemberPromote(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "zkpy: no etcd learners")
+
+    async def Status(self, request, context):
+        server = self.listener.server
+        revision = self.frontend.index.revision
+        return rpc_pb2.StatusResponse(
+            header=self.frontend.header(), version=ETCD_API_VERSION,
+            dbSize=server.etcd_db_size_bytes(), dbSizeInUse=server.etcd_db_size_bytes(),
+            leader=server.etcd_leader_id(), raftIndex=revision, raftTerm=self.frontend.term(),
+            raftAppliedIndex=revision)
+
+    async def Alarm(self, request, context):
+        return rpc_pb2.AlarmResponse(header=self.frontend.header())
+
+    async def Defragment(self, request, context):
+        return rpc_pb2.DefragmentResponse(header=self.frontend.header())
+
+    async def Hash(self, request, context):
+        return rpc_pb2.HashResponse(header=self.frontend.header(), hash=self.frontend.hash_kv(0))
+
+    async def HashKV(self, request, context):
+        frontend = self.frontend
+        return rpc_pb2.HashKVResponse(header=frontend.header(),
+                                      hash=frontend.hash_kv(request.revision),
+                                      compact_revision=frontend.index.compact_revision)
+
+    async def Snapshot(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "zkpy: take snapshots with ZooKeeper's tools (zkpy export)")
+
+    async def MoveLeader(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "zkpy: ZAB elects the leader")
+
+    # -- Auth ---------------------------------------------------------------------------------
+
+    async def AuthStatus(self, request, context):
+        return rpc_pb2.AuthStatusResponse(header=self.frontend.header(), enabled=False)
+
+    async def Authenticate(self, request, context):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                            "etcdserver: authentication is not enabled")
+
+    # -- Lock and Election --------------------------------------------------------------------
+
+    async def Lock(self, request, context):
+        return await self.listener.recipes.lock(request, context)
+
+    async def Unlock(self, request, context):
+        return await self.listener.recipes.unlock(request, context)
+
+    async def Campaign(self, request, context):
+        return await self.listener.recipes.campaign(request, context)
+
+    async def Proclaim(self, request, context):
+        return await self.listener.recipes.proclaim(request, context)
+
+    async def Leader(self, request, context):
+        return await self.listener.recipes.leader(request, context)
+
+    async def Observe(self, request, context):
+        async for response in self.listener.recipes.observe(request, context):
+            yield response
+
+    async def Resign(self, request, context):
+        return await self.listener.recipes.resign(request, context)
+

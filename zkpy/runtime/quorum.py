@@ -280,6 +280,24 @@ class QuorumServer(Server):
             ]
         return rows
 
+    def etcd_members(self) -> list:
+        """etcd's member list: the ensemble's members, with the etcd URLs each published."""
+        from zkpy.frontends.etcd.proto import rpc_pb2
+        frontend = self.etcd_frontend
+        members = []
+        for server_id, spec in sorted(self.membership.members.items()):
+            members.append(rpc_pb2.Member(
+                ID=server_id, name=f"zkpy-{server_id}",
+                peerURLs=[f"tcp://{spec.host}:{spec.quorum_port}"],
+                clientURLs=frontend.member_urls(server_id), isLearner=spec.role == "observer"))
+        return members
+
+    def etcd_leader_id(self) -> int:
+        if self.node is None or not self.node.serving:
+            return 0
+        peer = self.node.peer
+        return self.my_id if peer.state == m.LEADING else (peer.leader_id or 0)
+
     async def _peer_ticker(self) -> None:
         reap_every_ms = self.config.container_check_interval_ms
         last_reap_ms = now_ms()

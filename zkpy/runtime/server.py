@@ -185,7 +185,7 @@ class Server:
         if config.etcd_client_port is not None or config.etcd_secure_client_port:
             self.etcd_frontend = EtcdFrontEnd(self.replica, EtcdSettings(
                 root=config.etcd_root, cluster_id=_cluster_id(config),
-                member_id=etcd_member_id(server_id)))
+                member_id=etcd_member_id(server_id), client_urls=tuple(self.etcd_client_urls())))
         self.started_ms = start_ms
         self.connections: dict[int, ClientHandler] = {}
         self._ids = itertools.count(1)

@@ -109,6 +109,7 @@ class EtcdSettings(NamedTuple):
     cluster_id: int = 0
     member_id: int = 0
     max_txn_ops: int = MAX_TXN_OPS
+    client_urls: tuple = ()  # where this member serves etcd, published for MemberList
 
 
 class Watcher:
@@ -168,6 +169,7 @@ class EtcdFrontEnd:
         self.kv_root = settings.root + "/kv"
         self.leases_root = settings.root + "/leases"
         self.compact_path = settings.root + "/compact"
+        self.members_root = settings.root + "/members"
         self.index = MvccIndex()
         self.completions: list[tuple[object, object]] = []
         self.watch_out: list[tuple[object, rpc_pb2.WatchResponse]] = []
@@ -594,8 +596,24 @@ class EtcdFrontEnd:
         log.info("opening the etcd front end's session",
                  session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
 
+    def _publish_member(self) -> None:
+        """This member's client URLs, as an ephemeral of the front end's session: MemberList
+        on any member shows where each live member serves etcd."""
+        path = f"{self.members_root}/{self.settings.member_id:x}"
+        ops = self._parents([path])
+        if path in self.replica.tree.nodes:
+            ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
+        ops.append(MultiOp(_CREATE, r.CreateRequest(path, "\n".join(self.settings.client_urls).encode(),
+                                                    OPEN_ACL, _EPHEMERAL)))
+        self._submit(_Pending(None, "member", None), self.session_id, _MULTI, ops)
+
+    def member_urls(self, member_id: int) -> list[str]:
+        node = self.replica.tree.nodes.get(f"{self.members_root}/{member_id:x}")
+        return node.data.decode().split("\n") if node is not None and node.data else []
+
     def _session_created(self) -> None:
         self._session_ready = True
+        self._publish_member()
         waiting, self.waiting_for_session = self.waiting_for_session, []
         for pending in waiting:
             if pending.kind == "compact":
@@ -690,6 +708,10 @@ class EtcdFrontEnd:
                 self.session_id = 0
                 return
             self._session_created()
+            return
+        if kind == "member":
+            if err:
+                log.info("could not publish this member's etcd URLs", err=err)
             return
         if kind == "grant":
             if err:

@@ -100,6 +100,7 @@ LEASE_EXISTS = (FAILED_PRECONDITION, "etcdserver: lease already exists")
 LEASE_TTL_TOO_LARGE = (OUT_OF_RANGE, "etcdserver: too large lease TTL")
 NO_LEADER = (UNAVAILABLE, "etcdserver: no leader")
 LEADER_CHANGED = (UNAVAILABLE, "etcdserver: leader changed")
+REQUEST_TOO_LARGE = (INVALID_ARGUMENT, "etcdserver: request is too large")
 MIXED_LEASES = (INVALID_ARGUMENT,
                 "zkpy: the keys one txn attaches to leases must all share one lease")
 
@@ -110,6 +111,9 @@ class EtcdSettings(NamedTuple):
     member_id: int = 0
     max_txn_ops: int = MAX_TXN_OPS
     client_urls: tuple = ()  # where this member serves etcd, published for MemberList
+    # etcd's --max-request-bytes (1.5 MiB), or less: a txn is one ZooKeeper packet between
+    # members, which jute.maxbuffer bounds on every member, a Java one included.
+    max_request_bytes: int = 1536 * 1024
 
 
 class Watcher:
@@ -387,6 +391,8 @@ class EtcdFrontEnd:
     # -- planning -------------------------------------------------------------------------------
 
     def _plan_txn(self, request: rpc_pb2.TxnRequest) -> _Plan:
+        if request.ByteSize() > self.settings.max_request_bytes:
+            raise _err(*REQUEST_TOO_LARGE)
         builder = _MultiBuilder(self)
         succeeded, branch = builder.txn(request)
         return _Plan(builder.finish(), builder.session_id or self.session_id, succeeded, branch)
@@ -660,6 +666,8 @@ class EtcdFrontEnd:
         # Only a change to the keyspace moves etcd's revision: a lease grant or a ZooKeeper
         # client's write elsewhere in the tree does not, as neither would in etcd.
         events = self._index_changes(result.changes, zxid) if result.changes else ()
+        if events and hdr.type == _CLOSE_SESSION:
+            events.sort(key=lambda event: event.key)  # etcd revokes a lease's keys in key order
         if events:
             self._notify(events, zxid)
         pending = self.pending.pop((hdr.client_id, hdr.cxid), None)

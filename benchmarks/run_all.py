@@ -24,7 +24,9 @@
    time, gets during the snapshot, restart times); 100,000 watches fired by one multi; curves
    over the znode, session and watch counts (``scaling_*.png``). Its own variables are
    ``BENCH_SCALING_*`` (see that module; ``BENCH_SCALING_MAX_ZNODES`` caps the znode count).
-6. Tables of medians (ops/s, p50, p99 and the zkpy/ZooKeeper ratios, with a topology column;
+6. The etcd API against the reference etcd 3.4 (``benchmarks.etcd``; ``BENCH_ETCD=0`` skips
+   it): put, range and watch fan-out, one member and three, ``etcd_ops_per_s.png``.
+7. Tables of medians (ops/s, p50, p99 and the zkpy/ZooKeeper ratios, with a topology column;
    failover seconds; the scaling tables), written with every run's details to
    ``bench-results/results.json``, ``results.md``, ``ops_per_s.png`` and ``scaling_*.png``.
 
@@ -70,7 +72,7 @@ from typing import Any
 from tests.support.servers import (ENSEMBLE_KINDS, KINDS, MIXED_KINDS, ServerProcess,
                                     connect_string, ensemble, start_all)
 
-from benchmarks import codec, failover, loadgen, scaling
+from benchmarks import codec, etcd, failover, loadgen, scaling
 from benchmarks.report import (
     PLOT_COLORS, PLOT_LABELS, SHORT_NAMES, fmt, median, pyplot, ratio, render_table,
     short_error,
@@ -566,6 +568,8 @@ def write_markdown(path: Path, report: dict[str, Any], rows, kinds, ens_kinds) -
             lines += _log_block(trial.get("logs"))
     if report.get("scaling"):
         lines += ["", *scaling.markdown_lines(report["scaling"])]
+    if report.get("etcd") and report["etcd"].get("rows"):
+        lines += ["", *etcd.markdown_lines(report["etcd"])]
     lines += ["", "## Codec", "", "```", *codec_lines(report.get("codec")), "```", ""]
     if report.get("plot"):
         lines += [f"![ops/s]({report['plot']})", ""]
@@ -682,6 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     if ENSEMBLE not in topologies:
         ens_repeats = fo_repeats = 0
     with_scaling = os.environ.get("BENCH_SCALING", "1") != "0"
+    with_etcd = os.environ.get("BENCH_ETCD", "1") != "0"
+    etcd_state: dict[str, Any] = {}
     out = Path(os.environ.get("BENCH_OUT", "bench-results"))
     out.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix="zkpy-bench-", dir=os.environ.get("BENCH_TMPDIR")))
@@ -821,6 +827,13 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - keep what the other parts measured
                 progress.line(f"scaling part failed: {type(exc).__name__}: {exc}")
                 scaling_state.setdefault("error", f"{type(exc).__name__}: {exc}")
+        # 5. The etcd API against the reference etcd (benchmarks.etcd).
+        if with_etcd:
+            progress.line("etcd API against etcd 3.4 (benchmarks.etcd)")
+            try:
+                etcd_state.update(etcd.run(out, progress.line, str(tmp_root)))
+            except Exception as exc:  # noqa: BLE001 - keep what the other parts measured
+                progress.line(f"etcd part failed: {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         progress.line("interrupted: writing the results gathered so far")
     finally:
@@ -860,6 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "failover_trials": trials,
         "scaling": scaling_state or None,
+        "etcd": etcd_state or None,
         "plot": None,
     }
     plot_path = out / "ops_per_s.png"
@@ -889,6 +903,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     if scaling_state.get("summary"):
         for line in scaling.text_lines(scaling_state):
+            print(line)
+    if etcd_state.get("rows"):
+        for line in etcd.text_lines(etcd_state):
             print(line)
     print(f"load average before {report['meta']['loadavg_before']}, after "
           f"{report['meta']['loadavg_after']}, median at run start "

@@ -35,12 +35,16 @@ class EtcdServer:
     """One etcd API server: ``kind`` "etcd" (the reference) or "zkpy"."""
 
     def __init__(self, kind: str, workdir: Path, settings: dict | None = None,
-                 client_port: int | None = None) -> None:
+                 client_port: int | None = None, name: str = "default",
+                 peer_port: int | None = None, initial_cluster: str | None = None) -> None:
         self.kind = kind
         self.workdir = Path(workdir)
         self.client_port = client_port or free_port()
         self.zk_port = free_port()
         self.settings = dict(settings or {})
+        self.name = name
+        self.peer_port = peer_port or free_port()
+        self.initial_cluster = initial_cluster
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "server.log"
 
@@ -52,14 +56,13 @@ class EtcdServer:
         data_dir = self.workdir / "data"
         if self.kind == "etcd":
             require_etcd()
-            peer_port = free_port()
-            peer = f"http://127.0.0.1:{peer_port}"
+            peer = f"http://127.0.0.1:{self.peer_port}"
             client = f"http://{self.endpoint}"
-            return [ETCD, "--name", "default", "--data-dir", str(data_dir),
+            return [ETCD, "--name", self.name, "--data-dir", str(data_dir),
                     "--listen-client-urls", client, "--advertise-client-urls", client,
                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                    "--initial-cluster", f"default={peer}", "--log-level", "warn",
-                    "--logger", "zap"]
+                    "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+                    "--log-level", "warn", "--logger", "zap"]
         settings = {"tickTime": "2000", "dataDir": str(data_dir), "clientPort": str(self.zk_port),
                     "clientPortAddress": "127.0.0.1", "admin.enableServer": "false",
                     "4lw.commands.whitelist": "*", "etcd.clientPort": str(self.client_port),
@@ -69,13 +72,17 @@ class EtcdServer:
         return [sys.executable, "-m", "zkpy", str(config)]
 
     def start(self, timeout_s: float = 30.0) -> "EtcdServer":
+        self.launch()
+        self.wait_ready(timeout_s)
+        return self
+
+    def launch(self) -> "EtcdServer":
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             cwd=self.workdir, env=env, start_new_session=True)
-        self.wait_ready(timeout_s)
         return self
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -114,6 +121,16 @@ class EtcdServer:
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def etcd_cluster(workdir: Path, size: int = 3) -> list[EtcdServer]:
+    """``size`` reference etcd members of one cluster on loopback (unstarted: ``launch`` them
+    all, then ``wait_ready`` each, since a member serves only once a quorum is up)."""
+    ports = distinct_free_ports(size)
+    initial = ",".join(f"m{i + 1}=http://127.0.0.1:{peer}" for i, (_, peer, _) in enumerate(ports))
+    return [EtcdServer("etcd", Path(workdir) / f"etcd-{i + 1}", client_port=client,
+                       name=f"m{i + 1}", peer_port=peer, initial_cluster=initial)
+            for i, (client, peer, _) in enumerate(ports)]
 
 
 def etcdctl(endpoints: str, *args: str, stdin: str | None = None, timeout_s: float = 20,
@@ -173,5 +190,5 @@ def etcd_available() -> bool:
     return shutil.which("etcd") is not None or Path(ETCD).exists()
 
 
-__all__ = ["ETCD_KINDS", "EtcdServer", "Renamer", "distinct_free_ports", "etcdctl",
+__all__ = ["ETCD_KINDS", "EtcdServer", "Renamer", "distinct_free_ports", "etcd_cluster", "etcdctl",
            "start_etcdctl", "stop_process", "without_client_warnings"]

@@ -394,7 +394,7 @@ class Server:
         nothing to overlap with the fsync, and the two thread hand-offs of the worker path
         (~55 us of a ~250 us write at 1 session x depth 1) are saved. Batches of more go to
         the worker, so reads and prep carry on during their fsync."""
-        if len(batch) != 1 or len(self.zookeeper.pending) > 1:
+        if len(batch) != 1 or len(self.zookeeper.pending) > 1 or self._etcd_writes_waiting():
             return False
         try:
             self.txn_log.append(batch)
@@ -403,6 +403,12 @@ class Server:
             return True
         self._batch_durable(batch)
         return True
+
+    def _etcd_writes_waiting(self) -> bool:
+        """Whether an etcd client waits on a write. Its sync then goes to the worker: gRPC
+        hands the loop one request per callback, so the next writes are not in yet when this
+        one is flushed, and an inline sync would take them one fsync each."""
+        return self.etcd_frontend is not None and bool(self.etcd_frontend.pending)
 
     def _synced(self, future: asyncio.Future, batch: list) -> None:
         self._sync_in_flight = False

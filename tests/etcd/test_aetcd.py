@@ -1,182 +1,48 @@
 """aetcd (a maintained asyncio etcd v3 client) against the reference etcd and zkpy: the same
-calls on both, their results compared with revisions and lease ids renamed in order of
-appearance.
+calls on both (tests/etcd/aetcd_scenarios.py, in a child process), their observations compared
+with revisions and lease ids renamed in order of appearance.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
+import subprocess
+import sys
 
-import aetcd
-import aetcd.exceptions
 import pytest
 
-from tests.support.etcdservers import Renamer
+from tests.support.servers import REPO_ROOT
 
 
-class Observer:
-    """Records results in a form both servers must agree on."""
-
-    def __init__(self) -> None:
-        self.rows: list = []
-        self.revisions = Renamer("rev")
-        self.leases = Renamer("lease")
-
-    def rev(self, value: int) -> str:
-        return self.revisions(str(value)) if value else "0"
-
-    def kv(self, kv) -> tuple | None:
-        if kv is None:
-            return None
-        return (kv.key, kv.value, self.rev(kv.create_revision), self.rev(kv.mod_revision),
-                kv.version, self.leases(str(kv.lease)) if kv.lease else 0)
-
-    def add(self, *row) -> None:
-        self.rows.append(row)
+def observe(endpoint: str, name: str, prefix: str, *args) -> list[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    done = subprocess.run([sys.executable, "-m", "tests.etcd.aetcd_scenarios", name, endpoint,
+                           prefix, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    if done.returncode != 0:
+        raise AssertionError(f"scenario {name} failed on {endpoint}:\n{done.stderr[-3000:]}")
+    return done.stdout.splitlines()
 
 
-async def run_on(endpoint: str, scenario, prefix: bytes) -> list:
-    host, port = endpoint.split(":")
-    observer = Observer()
-    async with aetcd.Client(host=host, port=int(port), timeout=20) as client:
-        await scenario(client, observer, prefix)
-    return observer.rows
-
-
-def both(etcd_pair, prefix: str, scenario) -> list:
-    results = {}
-    for kind, server in etcd_pair.items():
-        results[kind] = asyncio.run(run_on(server.endpoint, scenario, prefix.encode()))
+def both(etcd_pair, prefix: str, name: str, *args) -> list[str]:
+    results = {kind: observe(server.endpoint, name, prefix, *args)
+               for kind, server in etcd_pair.items()}
     assert results["zkpy"] == results["etcd"]
     return results["zkpy"]
 
 
-def test_kv_calls(etcd_pair, prefix):
-    async def scenario(client, o, p):
-        put = await client.put(p + b"/a", b"1")
-        o.add("put header", o.rev(put.header.revision))
-        prev = await client.put(p + b"/a", b"2", prev_kv=True)
-        o.add("prev", o.kv(prev.prev_kv))
-        for name in (b"/b", b"/c", b"/d"):
-            await client.put(p + name, name)
-        o.add("get", o.kv(await client.get(p + b"/a")))
-        o.add("missing", await client.get(p + b"/zz"))
-        ranged = await client.get_prefix(p + b"/", sort_order="descend", sort_target="key")
-        o.add("prefix desc", [o.kv(kv) for kv in ranged])
-        ranged = await client.get_range(p + b"/b", p + b"/d")
-        o.add("range", [o.kv(kv) for kv in ranged])
-        deleted = await client.delete(p + b"/b", prev_kv=True)
-        o.add("delete", deleted.deleted, o.kv(deleted.prev_kv))
-        gone = await client.delete_prefix(p + b"/")
-        o.add("delete prefix", gone.deleted)
-    both(etcd_pair, prefix, scenario)
-
-
-def test_transactions(etcd_pair, prefix):
-    async def scenario(client, o, p):
-        t = client.transactions
-        await client.put(p + b"/k", b"v1")
-        ok, responses = await client.transaction(
-            compare=[t.value(p + b"/k") == b"v1", t.version(p + b"/k") > 0],
-            success=[t.put(p + b"/k", b"v2"), t.get(p + b"/k")],
-            failure=[t.put(p + b"/k", b"failed")])
-        o.add("txn", ok, [[o.kv(kv) for _, kv in r] if isinstance(r, list) else r.WhichOneof("response")
-                          for r in responses])
-        ok, responses = await client.transaction(
-            compare=[t.mod(p + b"/k") < 1],
-            success=[t.delete(p + b"/k")],
-            failure=[t.get(p + b"/k"), t.txn(compare=[t.create(p + b"/new") == 0],
-                                             success=[t.put(p + b"/new", b"n")], failure=[])])
-        o.add("txn else", ok, len(responses))
-        o.add("nested put", o.kv(await client.get(p + b"/new")))
-        replaced = await client.replace(p + b"/k", b"v2", b"v3")
-        o.add("replace", replaced, o.kv(await client.get(p + b"/k")))
-        replaced = await client.replace(p + b"/k", b"wrong", b"v4")
-        o.add("replace stale", replaced)
-    both(etcd_pair, prefix, scenario)
-
-
-def test_leases_and_lock(etcd_pair, prefix):
-    async def scenario(client, o, p):
-        lease = await client.lease(30)
-        o.add("lease ttl", lease.ttl)
-        await client.put(p + b"/eph", b"x", lease=lease)
-        o.add("info", await lease.remaining_ttl() in (29, 30), await lease.granted_ttl(),
-              sorted(await lease.keys()))
-        refreshed = await lease.refresh()
-        o.add("refresh", refreshed.TTL)
-        o.add("attached", o.kv(await client.get(p + b"/eph")))
-        await lease.revoke()
-        o.add("after revoke", await client.get(p + b"/eph"))
-        try:
-            await client.put(p + b"/eph", b"x", lease=lease)
-        except aetcd.exceptions.ClientError as error:
-            o.add("put on a revoked lease", type(error).__name__, str(error))
-        lock = client.lock(p + b"/lock", ttl=10)
-        await lock.acquire()
-        o.add("locked", await lock.is_acquired())
-        other = client.lock(p + b"/lock", ttl=10)
-        o.add("second acquire", await other.acquire(timeout=1))
-        await lock.release()
-        o.add("after release", await other.acquire(timeout=5))
-        await other.release()
-    both(etcd_pair, prefix, scenario)
-
-
-def test_watch_calls(etcd_pair, prefix):
-    async def scenario(client, o, p):
-        first = await client.put(p + b"/w/a", b"1")
-        await client.put(p + b"/w/b", b"2")
-        await client.delete(p + b"/w/a")
-        watch = await client.watch_prefix(p + b"/w/", start_revision=first.header.revision,
-                                          prev_kv=True)
-        seen = []
-
-        async def collect():
-            async for event in watch:
-                seen.append((event.kind, event.kv.key, event.kv.value,
-                             o.kv(event.prev_kv) if event.prev_kv else None))
-                if len(seen) == 4:
-                    return
-        task = asyncio.ensure_future(collect())
-        await asyncio.sleep(0.5)
-        await client.put(p + b"/w/c", b"3")
-        await asyncio.wait_for(task, 10)
-        await watch.cancel()
-        o.add("events", seen)
-        compacted_at = (await client.put(p + b"/w/d", b"4")).header.revision
-        await client.put(p + b"/w/d", b"5")
-        await client.compact(compacted_at)
-        try:
-            stale = await client.watch(p + b"/w/d", start_revision=compacted_at - 1)
-            async for event in stale:
-                o.add("event below compaction", event.kind)
-                break
-        except aetcd.exceptions.ClientError as error:
-            compacted = getattr(error, "compacted_revision", None)
-            o.add("watch below compaction", type(error).__name__,
-                  compacted == compacted_at or compacted)
-        status = await client.status()
-        o.add("status", status.version[:3], status.leader is not None)
-        o.add("members", len([m async for m in client.members()]))
-    both(etcd_pair, prefix, scenario)
+@pytest.mark.parametrize("name", ["kv_calls", "transactions", "leases_and_lock", "watch_calls"])
+def test_calls_agree(etcd_pair, prefix, name):
+    assert both(etcd_pair, prefix, name)
 
 
 @pytest.mark.parametrize("size_bytes", [512 * 1024, 2 * 1024 * 1024])
 def test_request_size_limit(etcd_pair, prefix, size_bytes):
-    async def scenario(client, o, p):
-        try:
-            await client.put(p + b"/big", b"x" * size_bytes)
-            o.add("stored", len((await client.get(p + b"/big")).value))
-        except aetcd.exceptions.ClientError as error:
-            o.add("refused", type(error).__name__)
-    both(etcd_pair, prefix, scenario)
+    both(etcd_pair, prefix, "request_size_limit", size_bytes)
 
 
 def test_a_txn_over_jute_maxbuffer_is_too_large(etcd_pair, prefix):
     """zkpy's own bound: a txn travels between members as one ZooKeeper packet, so it must fit
     jute.maxbuffer (1 MiB by default), below etcd's 1.5 MiB; over it, etcd's too-large error."""
-    async def put_big(client, o, p):
-        await client.put(p + b"/big", b"x" * (1100 * 1024))
-    with pytest.raises(aetcd.exceptions.ClientError, match="request is too large"):
-        asyncio.run(run_on(etcd_pair["zkpy"].endpoint, put_big, prefix.encode()))
+    rows = observe(etcd_pair["zkpy"].endpoint, "put_over_jute_maxbuffer", prefix)
+    assert rows == ["('refused', 'InvalidArgumentError', True)"]

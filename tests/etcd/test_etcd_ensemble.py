@@ -1,7 +1,9 @@
 """The etcd API on a 3-member zkpy ensemble: etcd's keyspace goes through the same ZAB log as
 the znodes, so puts acknowledged by any member survive a leader kill, revisions are the same on
 every member, and a watch resumed on another member from its last revision misses nothing and
-repeats nothing.
+repeats nothing. The clients here are grpcio channels with the stubs generated from the protos
+(aetcd, whose generated code clashes with them in one process, runs in test_aetcd.py's child
+processes).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import asyncio
 import json
 import time
 
-import aetcd
-import aetcd.exceptions
+import grpc
 import pytest
+
+from zkpy.frontends.etcd.keys import prefix_end
+from zkpy.frontends.etcd.proto import rpc_pb2, rpc_pb2_grpc
 
 from tests.support.ensemble_fixtures import describe_logs, leader_of, mode, wait_for, wait_serving
 from tests.support.etcdservers import etcdctl
@@ -71,41 +75,50 @@ def test_member_list_and_revisions_agree(etcd_ensemble):
 async def _writer(member_endpoints, count, acknowledged, stop):
     """Puts /w/<i> for i in 0..count, through the followers in turn, retrying on errors until
     a member takes it; records (i, revision) once acknowledged."""
-    clients = [aetcd.Client(host=e.split(":")[0], port=int(e.split(":")[1]), timeout=5)
-               for e in member_endpoints]
+    channels = [grpc.aio.insecure_channel(e) for e in member_endpoints]
+    stubs = [rpc_pb2_grpc.KVStub(c) for c in channels]
     try:
         for i in range(count):
             attempt = 0
             while not stop.is_set():
-                client = clients[(i + attempt) % len(clients)]
+                stub = stubs[(i + attempt) % len(stubs)]
                 try:
-                    put = await client.put(f"/w/{i:04d}".encode(), str(i).encode())
+                    put = await stub.Put(rpc_pb2.PutRequest(key=f"/w/{i:04d}".encode(),
+                                                            value=str(i).encode()), timeout=5)
                     acknowledged.append((i, put.header.revision))
                     break
-                except (aetcd.exceptions.ClientError, asyncio.TimeoutError, OSError):
+                except grpc.aio.AioRpcError:
                     attempt += 1
                     await asyncio.sleep(0.1)
             await asyncio.sleep(0.01)
     finally:
-        for client in clients:
-            await client.close()
+        for channel in channels:
+            await channel.close()
 
 
 async def _watch(member, start_revision: int, until: int, seen: list, timeout_s: float):
     """Collect /w/ events from ``member`` starting at ``start_revision`` until ``until`` keys
     were seen (or the timeout passes)."""
-    host, port = endpoint(member).split(":")
-    async with aetcd.Client(host=host, port=int(port), timeout=10) as client:
-        watch = await client.watch_prefix(b"/w/", start_revision=start_revision)
+    async with grpc.aio.insecure_channel(endpoint(member)) as channel:
+        create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+            key=b"/w/", range_end=prefix_end(b"/w/"), start_revision=start_revision))
+
+        async def requests():
+            yield create
+            await asyncio.sleep(timeout_s + 5)
+        call = rpc_pb2_grpc.WatchStub(channel).Watch(requests())
+
+        async def collect():
+            async for response in call:
+                for event in response.events:
+                    kind = "DELETE" if event.type else "PUT"
+                    seen.append((kind, event.kv.key, event.kv.mod_revision))
+                if len(seen) >= until:
+                    return
         try:
-            async def collect():
-                async for event in watch:
-                    seen.append((event.kind, event.kv.key, event.kv.mod_revision))
-                    if len(seen) >= until:
-                        return
             await asyncio.wait_for(collect(), timeout_s)
         finally:
-            await watch.cancel()
+            call.cancel()
 
 
 def test_puts_survive_a_leader_kill_and_a_resumed_watch_misses_nothing(etcd_ensemble):

@@ -109,6 +109,7 @@ class ServerConfig(NamedTuple):
     etcd_client_port_address: str = "0.0.0.0"
     etcd_secure_client_port: int | None = None
     etcd_root: str = "/etcd"
+    etcd_progress_notify_interval_ms: int = 600_000
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -155,7 +156,8 @@ _QUORUM_KEYS_READ = frozenset(("sslQuorum",))
 _ZKPY_KEYS = frozenset(("jute.maxbuffer", "readonlymode.enabled",
                         "znode.container.checkIntervalMs", "superDigest",
                         "zkpy.maxWatchesPerSession", "etcd.clientPort",
-                        "etcd.clientPortAddress", "etcd.secureClientPort", "etcd.rootZnode"))
+                        "etcd.clientPortAddress", "etcd.secureClientPort", "etcd.rootZnode",
+                        "etcd.watchProgressNotifyIntervalMs"))
 
 _PROPERTY_KEYS = {
     "zookeeper.extendedTypesEnabled": "extendedTypesEnabled",
@@ -347,6 +349,8 @@ _HANDLERS = {
     "etcd.clientPortAddress": lambda k, v: ("etcd_client_port_address", v.strip()),
     "etcd.secureClientPort": lambda k, v: ("etcd_secure_client_port", _port(k, v)),
     "etcd.rootZnode": lambda k, v: ("etcd_root", _root_znode(k, v)),
+    "etcd.watchProgressNotifyIntervalMs": lambda k, v: ("etcd_progress_notify_interval_ms",
+                                                         _int(k, v, 100)),
 }
 
 

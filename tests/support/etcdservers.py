@@ -22,6 +22,9 @@ from tests.support.servers import REPO_ROOT, distinct_free_ports, free_port
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
 ETCD_KINDS = ("etcd", "zkpy")
+# Both servers tell idle progress-notify watches the revision this often (etcd's default is
+# 10 minutes, too long for a test).
+PROGRESS_NOTIFY_INTERVAL_MS = 1000
 
 
 def require_etcd() -> None:
@@ -62,11 +65,15 @@ class EtcdServer:
                     "--listen-client-urls", client, "--advertise-client-urls", client,
                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                     "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
-                    "--log-level", "warn", "--logger", "zap"]
+                    "--log-level", "warn", "--logger", "zap",
+                    "--experimental-watch-progress-notify-interval",
+                    f"{PROGRESS_NOTIFY_INTERVAL_MS}ms"]
         settings = {"tickTime": "2000", "dataDir": str(data_dir), "clientPort": str(self.zk_port),
                     "clientPortAddress": "127.0.0.1", "admin.enableServer": "false",
                     "4lw.commands.whitelist": "*", "etcd.clientPort": str(self.client_port),
-                    "etcd.clientPortAddress": "127.0.0.1", **self.settings}
+                    "etcd.clientPortAddress": "127.0.0.1",
+                    "etcd.watchProgressNotifyIntervalMs": str(PROGRESS_NOTIFY_INTERVAL_MS),
+                    **self.settings}
         config = self.workdir / "zoo.cfg"
         config.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         return [sys.executable, "-m", "zkpy", str(config)]

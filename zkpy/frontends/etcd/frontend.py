@@ -114,16 +114,22 @@ class EtcdSettings(NamedTuple):
     # etcd's --max-request-bytes (1.5 MiB), or less: a txn is one ZooKeeper packet between
     # members, which jute.maxbuffer bounds on every member, a Java one included.
     max_request_bytes: int = 1536 * 1024
+    # How often a watch created with progress_notify hears the revision when it had no event
+    # (etcd's --experimental-watch-progress-notify-interval, 10 minutes by default).
+    progress_notify_interval_ms: int = 600_000
 
 
 class Watcher:
     """One watch of a stream: the range, its options, and the next revision it is owed."""
 
     __slots__ = ("stream_id", "watch_id", "key", "range_end", "prev_kv", "no_put",
-                 "no_delete", "next_revision")
+                 "no_delete", "next_revision", "progress_notify", "last_sent_ms", "fragment")
 
     def __init__(self, stream_id, watch_id, key, range_end, prev_kv, no_put, no_delete,
-                 next_revision) -> None:
+                 next_revision, progress_notify=False, now_ms=0, fragment=False) -> None:
+        self.progress_notify = progress_notify
+        self.last_sent_ms = now_ms
+        self.fragment = fragment
         self.stream_id = stream_id
         self.watch_id = watch_id
         self.key = key
@@ -634,8 +640,11 @@ class EtcdFrontEnd:
             self._send_barrier()
 
     def tick(self, now_ms: int) -> None:
-        """Keep the front end's session alive, and open it once the member serves."""
+        """Keep the front end's session alive, and open it once the member serves; tell idle
+        progress-notify watches the revision."""
         self.now_ms = now_ms
+        if self.watchers:
+            self._notify_progress(now_ms)
         if self.session_id and self._session_ready:
             session = self.replica.sessions.get(self.session_id)
             if session is None or session.closing:
@@ -807,7 +816,8 @@ class EtcdFrontEnd:
         start = request.start_revision or current + 1
         watcher = Watcher(stream_id, watch_id, request.key, request.range_end, request.prev_kv,
                           rpc_pb2.WatchCreateRequest.NOPUT in filters,
-                          rpc_pb2.WatchCreateRequest.NODELETE in filters, start)
+                          rpc_pb2.WatchCreateRequest.NODELETE in filters, start,
+                          request.progress_notify, self.now_ms, request.fragment)
         self.watch_out.append((stream_id, rpc_pb2.WatchResponse(
             header=self.header(), watch_id=watch_id, created=True)))
         if start <= self.index.compact_revision:
@@ -852,6 +862,7 @@ class EtcdFrontEnd:
     def _send_events(self, watcher: Watcher, events: list[Event], revision: int) -> None:
         if not events:
             return
+        watcher.last_sent_ms = self.now_ms
         response = rpc_pb2.WatchResponse(header=self.header(revision), watch_id=watcher.watch_id)
         for event in events:
             if event.kv is None:
@@ -862,7 +873,37 @@ class EtcdFrontEnd:
             if watcher.prev_kv and event.prev is not None:
                 pb.prev_kv.CopyFrom(_pb_kv(event.prev))
             response.events.append(pb)
+        if watcher.fragment and response.ByteSize() > self.settings.max_request_bytes:
+            self._send_fragments(watcher, response)
+            return
         self.watch_out.append((watcher.stream_id, response))
+
+    def _send_fragments(self, watcher: Watcher, whole: rpc_pb2.WatchResponse) -> None:
+        """A revision's events split over responses of at most max_request_bytes, every one
+        but the last marked ``fragment`` (the client joins them), as etcd does when asked."""
+        limit = self.settings.max_request_bytes
+        pieces, current, size = [], [], 0
+        for event in whole.events:
+            event_size = event.ByteSize()
+            if current and size + event_size > limit:
+                pieces.append(current)
+                current, size = [], 0
+            current.append(event)
+            size += event_size
+        pieces.append(current)
+        for i, events in enumerate(pieces):
+            response = rpc_pb2.WatchResponse(header=whole.header, watch_id=whole.watch_id,
+                                             fragment=i < len(pieces) - 1)
+            response.events.extend(events)
+            self.watch_out.append((watcher.stream_id, response))
+
+    def _notify_progress(self, now_ms: int) -> None:
+        interval = self.settings.progress_notify_interval_ms
+        for watcher in self.watchers.values():
+            if watcher.progress_notify and now_ms - watcher.last_sent_ms >= interval:
+                watcher.last_sent_ms = now_ms
+                self.watch_out.append((watcher.stream_id, rpc_pb2.WatchResponse(
+                    header=self.header(), watch_id=watcher.watch_id)))
 
 
 class _MultiBuilder:

@@ -48,6 +48,7 @@ class EtcdListener:
         self.server = server
         self.frontend = frontend
         self.streams: dict[int, asyncio.Queue] = {}
+        self.stream_clients: dict[int, str] = {}  # the gRPC peer of each client stream
         self._stream_ids = itertools.count(1)
         self._grpc: grpc.aio.Server | None = None
         self.recipes = Recipes(self)
@@ -55,7 +56,7 @@ class EtcdListener:
     async def start(self) -> None:
         config = self.server.config
         limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES
-        self._grpc = grpc.aio.server(options=[
+        self._grpc = grpc.aio.server(interceptors=[_MalformedRequests()], options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", 2**31 - 1),
             ("grpc.so_reuseport", 0),
@@ -110,7 +111,9 @@ class EtcdListener:
                 try:
                     queue.put_nowait(response)
                 except asyncio.QueueFull:
-                    log.warning("etcd watch stream not read; closing it", stream=stream_id)
+                    log.warning("etcd watch stream not read; closing it", stream=stream_id,
+                                client=self.stream_clients.get(stream_id, "?"),
+                                queued=MAX_QUEUED_WATCH_RESPONSES)
                     frontend.drop_stream(stream_id)
                     self.streams.pop(stream_id, None)
                     _drain_and_close(queue)
@@ -129,15 +132,55 @@ class EtcdListener:
             await context.abort(grpc_status(outcome.code), outcome.message)
         return outcome
 
-    def open_stream(self, sink=None) -> tuple[int, asyncio.Queue | None]:
+    def open_stream(self, sink=None, client: str = "") -> tuple[int, asyncio.Queue | None]:
         stream_id = next(self._stream_ids)
         queue = sink or asyncio.Queue(MAX_QUEUED_WATCH_RESPONSES)
         self.streams[stream_id] = queue
+        if client:
+            self.stream_clients[stream_id] = client
         return stream_id, (None if sink else queue)
 
     def close_stream(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
+        self.stream_clients.pop(stream_id, None)
         self.frontend.drop_stream(stream_id)
+
+
+class _Malformed:
+    """What a unary request's bytes decoded to when they are no protobuf of its type."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _MalformedRequests(grpc.aio.ServerInterceptor):
+    """A unary request that does not parse is answered INTERNAL with Go gRPC's message, as
+    etcd answers it (grpcio's own answer would be UNKNOWN), and logged with its client."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        decode, behaviour = handler.request_deserializer, handler.unary_unary
+        method = handler_call_details.method
+
+        def safe_decode(data: bytes):
+            try:
+                return decode(data)
+            except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and kin
+                return _Malformed(error)
+
+        async def checked(request, context):
+            if type(request) is _Malformed:
+                log.warning("malformed etcd request", method=method, client=context.peer(),
+                            error=str(request.error))
+                await context.abort(grpc.StatusCode.INTERNAL,
+                                    f"grpc: error unmarshalling request: {request.error}")
+            return await behaviour(request, context)
+
+        return handler._replace(request_deserializer=safe_decode, unary_unary=checked)
 
 
 def _drain_and_close(queue: asyncio.Queue) -> None:
@@ -201,7 +244,7 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
 
     async def Watch(self, request_iterator, context):
         listener = self.listener
-        stream_id, queue = listener.open_stream()
+        stream_id, queue = listener.open_stream(client=context.peer())
         reader = asyncio.create_task(self._read_watch_requests(stream_id, request_iterator, queue))
         try:
             while True:

@@ -171,3 +171,64 @@ def test_puts_survive_a_leader_kill_and_a_resumed_watch_misses_nothing(etcd_ense
     again = json.loads(etcdctl(endpoint(leader), "get", "/w/0", "--prefix", "--keys-only",
                                "-w", "json").stdout)
     assert again.get("count") == count
+
+
+@pytest.fixture
+def mixed_etcd_ensemble(tmp_path):
+    """Two Java members and one zkpy member serving etcd: the Java majority leads."""
+    members = ensemble("mixedjava", tmp_path, 3)
+    zkpy_member = next(m for m in members if m.kind == "zkpy")
+    zkpy_member.etcd_port = free_port()
+    zkpy_member.settings["etcd.clientPort"] = str(zkpy_member.etcd_port)
+    zkpy_member.settings["etcd.clientPortAddress"] = "127.0.0.1"
+    try:
+        start_all(members)
+        wait_serving(members)
+        yield members, zkpy_member
+    except BaseException:
+        print(describe_logs(members))
+        raise
+    finally:
+        for member in members:
+            member.stop()
+
+
+def test_etcd_on_a_zkpy_member_of_a_java_ensemble(mixed_etcd_ensemble):
+    """etcd's writes are ZooKeeper multis and sessions: a Java leader orders them, Java members
+    apply them, and the keys are znodes every member serves."""
+    from kazoo.client import KazooClient
+
+    members, zkpy_member = mixed_etcd_ensemble
+    if leader_of(members) is zkpy_member:
+        # With equal zxids the highest id (the zkpy member's) wins; restarted, it follows.
+        zkpy_member.restart()
+        wait_serving(members)
+    assert leader_of(members).kind == "zookeeper"
+    at = endpoint(zkpy_member)
+    etcdctl(at, "put", "/myapp/config", "config_data")
+    assert etcdctl(at, "get", "/myapp/config").stdout == "/myapp/config\nconfig_data\n"
+    lease = etcdctl(at, "lease", "grant", "10").stdout.split()[1]
+    etcdctl(at, "put", "/svc/a", "up", f"--lease={lease}")
+    ran = etcdctl(at, "lock", "/mylock", "echo", "Performing critical section")
+    assert ran.stdout == "Performing critical section\n"
+    txn = etcdctl(at, "txn", stdin='value("/myapp/config") = "config_data"\n\n'
+                                   'put /myapp/config "v2"\n\n\n')
+    assert txn.stdout.startswith("SUCCESS")
+    java = next(m for m in members if m.kind == "zookeeper")
+    client = KazooClient(hosts=java.connect_string)
+    client.start(timeout=15)
+    try:
+        client.sync("/etcd/kv")
+        data, stat = client.get("/etcd/kv/%2Fmyapp%2Fconfig")
+        assert data == b"v2" and stat.version == 1
+        _, lease_stat = client.get("/etcd/kv/%2Fsvc%2Fa")
+        assert lease_stat.ephemeralOwner == int(lease, 16)
+        etcdctl(at, "lease", "revoke", lease)
+        wait_for(lambda: client.exists("/etcd/kv/%2Fsvc%2Fa") is None, "the lease's key gone "
+                 "on the Java member")
+    finally:
+        client.stop()
+        client.close()
+    for member in members:
+        log_text = member.log_path.read_text(errors="replace").lower()
+        assert "digests are not matching" not in log_text and "digest mismatch" not in log_text

@@ -853,25 +853,31 @@ class EtcdFrontEnd:
                                                                 watch_id=-1)))
 
     def _notify(self, events: list[Event], revision: int) -> None:
+        # One txn's events become protobuf messages once (with and without prev_kv), however
+        # many watchers they go to.
+        encoded: dict[tuple[int, bool], kv_pb2.Event] = {}
+        header = self.header(revision)
         for watcher in self.watchers.values():
             wanted = [e for e in events if watcher.wants(e)]
             if wanted:
-                self._send_events(watcher, wanted, revision)
+                self._send_events(watcher, wanted, revision, encoded, header)
             watcher.next_revision = revision + 1
 
-    def _send_events(self, watcher: Watcher, events: list[Event], revision: int) -> None:
+    def _send_events(self, watcher: Watcher, events: list[Event], revision: int,
+                     encoded: dict | None = None, header=None) -> None:
         if not events:
             return
         watcher.last_sent_ms = self.now_ms
-        response = rpc_pb2.WatchResponse(header=self.header(revision), watch_id=watcher.watch_id)
+        response = rpc_pb2.WatchResponse(header=header or self.header(revision),
+                                         watch_id=watcher.watch_id)
+        with_prev = watcher.prev_kv
         for event in events:
-            if event.kv is None:
-                pb = kv_pb2.Event(type=kv_pb2.Event.DELETE,
-                                  kv=kv_pb2.KeyValue(key=event.key, mod_revision=event.revision))
-            else:
-                pb = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=_pb_kv(event.kv))
-            if watcher.prev_kv and event.prev is not None:
-                pb.prev_kv.CopyFrom(_pb_kv(event.prev))
+            cache_key = (id(event), with_prev)
+            pb = encoded.get(cache_key) if encoded is not None else None
+            if pb is None:
+                pb = _pb_event(event, with_prev)
+                if encoded is not None:
+                    encoded[cache_key] = pb
             response.events.append(pb)
         if watcher.fragment and response.ByteSize() > self.settings.max_request_bytes:
             self._send_fragments(watcher, response)
@@ -1150,6 +1156,17 @@ def _at_revision(request: rpc_pb2.RangeRequest, revision: int) -> rpc_pb2.RangeR
 def _writes(op: rpc_pb2.RequestOp) -> bool:
     which = op.WhichOneof("request")
     return which in ("request_put", "request_delete_range", "request_txn")
+
+
+def _pb_event(event: Event, with_prev: bool) -> kv_pb2.Event:
+    if event.kv is None:
+        pb = kv_pb2.Event(type=kv_pb2.Event.DELETE,
+                          kv=kv_pb2.KeyValue(key=event.key, mod_revision=event.revision))
+    else:
+        pb = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=_pb_kv(event.kv))
+    if with_prev and event.prev is not None:
+        pb.prev_kv.CopyFrom(_pb_kv(event.prev))
+    return pb
 
 
 def _pb_kv(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:

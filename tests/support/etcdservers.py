@@ -144,7 +144,7 @@ def etcdctl(endpoints: str, *args: str, stdin: str | None = None, timeout_s: flo
             check: bool = True) -> subprocess.CompletedProcess:
     """Run etcdctl (API v3) against ``endpoints``; stdout and stderr as text."""
     env = dict(os.environ, ETCDCTL_API="3")
-    result = subprocess.run([ETCDCTL, f"--endpoints={endpoints}", *args], input=stdin,
+    result = subprocess.run([ETCDCTL, f"--endpoints={endpoints}", *args], input=stdin or "",
                             capture_output=True, text=True, timeout=timeout_s, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"etcdctl {' '.join(args)} failed ({result.returncode}):\n"

@@ -22,6 +22,8 @@ import time
 import grpc
 import structlog
 
+from zkpy.frontends.etcd import auth_plans
+from zkpy.frontends.etcd.auth import PERMISSION_DENIED_ERR
 from zkpy.frontends.etcd.frontend import EtcdError, EtcdFrontEnd
 from zkpy.frontends.etcd.proto import rpc_pb2, rpc_pb2_grpc, v3election_pb2_grpc, v3lock_pb2_grpc
 from zkpy.runtime.etcd_recipes import Recipes, grpc_status
@@ -223,29 +225,62 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
         self.listener = listener
         self.frontend = listener.frontend
 
+    # -- who asks -----------------------------------------------------------------------------
+
+    async def _user(self, context):
+        """The request's etcd user (None while auth is off); a missing or unknown token is
+        refused as etcd refuses it."""
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "token":
+                token = value
+        self.frontend.now_ms = now_ms()
+        user, error = self.frontend.user_of_token(token)
+        if error is not None:
+            await context.abort(grpc_status(error.code), error.message)
+        return user
+
+    async def _allow(self, context, allowed: bool) -> None:
+        if not allowed:
+            code, message = PERMISSION_DENIED_ERR
+            await context.abort(grpc_status(code), message)
+
     # -- KV -----------------------------------------------------------------------------------
 
     async def Range(self, request, context):
+        user = await self._user(context)
+        await self._allow(context, self.frontend.permitted(user, request.key, request.range_end,
+                                                           False))
         return await self.listener.call(self.frontend.range, request, context)
 
     async def Put(self, request, context):
+        user = await self._user(context)
+        await self._allow(context, self.frontend.permitted(user, request.key, b"", True))
         return await self.listener.call(self.frontend.put, request, context)
 
     async def DeleteRange(self, request, context):
+        user = await self._user(context)
+        await self._allow(context, self.frontend.permitted(user, request.key, request.range_end,
+                                                           True))
         return await self.listener.call(self.frontend.delete_range, request, context)
 
     async def Txn(self, request, context):
+        user = await self._user(context)
+        await self._allow(context, self.frontend.txn_permitted(user, request))
         return await self.listener.call(self.frontend.txn, request, context)
 
     async def Compact(self, request, context):
+        await self._user(context)
         return await self.listener.call(self.frontend.compact, request, context)
 
     # -- Watch --------------------------------------------------------------------------------
 
     async def Watch(self, request_iterator, context):
         listener = self.listener
+        user = await self._user(context)
         stream_id, queue = listener.open_stream(client=context.peer())
-        reader = asyncio.create_task(self._read_watch_requests(stream_id, request_iterator, queue))
+        reader = asyncio.create_task(self._read_watch_requests(stream_id, request_iterator,
+                                                               queue, user))
         try:
             while True:
                 response = await queue.get()
@@ -256,7 +291,7 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
             reader.cancel()
             listener.close_stream(stream_id)
 
-    async def _read_watch_requests(self, stream_id, request_iterator, queue) -> None:
+    async def _read_watch_requests(self, stream_id, request_iterator, queue, user) -> None:
         frontend = self.frontend
         next_ids = itertools.count(0)
         try:
@@ -264,6 +299,11 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
                 which = request.WhichOneof("request_union")
                 if which == "create_request":
                     create = request.create_request
+                    if not frontend.permitted(user, create.key, create.range_end, False):
+                        queue.put_nowait(rpc_pb2.WatchResponse(
+                            header=frontend.header(), watch_id=-1, created=True, canceled=True,
+                            cancel_reason=PERMISSION_DENIED_ERR[1]))
+                        continue
                     watch_id = create.watch_id
                     if not watch_id:
                         watch_id = next(next_ids)
@@ -285,9 +325,11 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
     # -- Lease --------------------------------------------------------------------------------
 
     async def LeaseGrant(self, request, context):
+        await self._user(context)
         return await self.listener.call(self.frontend.lease_grant, request, context)
 
     async def LeaseRevoke(self, request, context):
+        await self._user(context)
         return await self.listener.call(self.frontend.lease_revoke, request, context)
 
     async def LeaseKeepAlive(self, request_iterator, context):
@@ -354,12 +396,76 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
 
     # -- Auth ---------------------------------------------------------------------------------
 
-    async def AuthStatus(self, request, context):
-        return rpc_pb2.AuthStatusResponse(header=self.frontend.header(), enabled=False)
-
     async def Authenticate(self, request, context):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            "etcdserver: authentication is not enabled")
+        self.frontend.now_ms = now_ms()
+        outcome = self.frontend.authenticate(request)
+        if isinstance(outcome, EtcdError):
+            log.info("etcd authentication failed", user=request.name, client=context.peer())
+            await context.abort(grpc_status(outcome.code), outcome.message)
+        return outcome
+
+    async def _auth_rpc(self, op: str, request, context):
+        """Auth administration: root only once auth is on."""
+        frontend = self.frontend
+        if op != "AuthStatus":
+            user = await self._user(context)
+            await self._allow(context, user is None or frontend.auth().users.get(user) is not None
+                              and "root" in frontend.auth().users[user].roles)
+        if op in auth_plans.READS:
+            outcome = frontend.auth_read(op, request)
+            if isinstance(outcome, EtcdError):
+                await context.abort(grpc_status(outcome.code), outcome.message)
+            return outcome
+        return await self.listener.call(
+            lambda token, body: frontend.auth_change(token, op, body), request, context)
+
+    async def AuthEnable(self, request, context):
+        return await self._auth_rpc("AuthEnable", request, context)
+
+    async def AuthDisable(self, request, context):
+        return await self._auth_rpc("AuthDisable", request, context)
+
+    async def AuthStatus(self, request, context):
+        return await self._auth_rpc("AuthStatus", request, context)
+
+    async def UserAdd(self, request, context):
+        return await self._auth_rpc("UserAdd", request, context)
+
+    async def UserGet(self, request, context):
+        return await self._auth_rpc("UserGet", request, context)
+
+    async def UserList(self, request, context):
+        return await self._auth_rpc("UserList", request, context)
+
+    async def UserDelete(self, request, context):
+        return await self._auth_rpc("UserDelete", request, context)
+
+    async def UserChangePassword(self, request, context):
+        return await self._auth_rpc("UserChangePassword", request, context)
+
+    async def UserGrantRole(self, request, context):
+        return await self._auth_rpc("UserGrantRole", request, context)
+
+    async def UserRevokeRole(self, request, context):
+        return await self._auth_rpc("UserRevokeRole", request, context)
+
+    async def RoleAdd(self, request, context):
+        return await self._auth_rpc("RoleAdd", request, context)
+
+    async def RoleGet(self, request, context):
+        return await self._auth_rpc("RoleGet", request, context)
+
+    async def RoleList(self, request, context):
+        return await self._auth_rpc("RoleList", request, context)
+
+    async def RoleDelete(self, request, context):
+        return await self._auth_rpc("RoleDelete", request, context)
+
+    async def RoleGrantPermission(self, request, context):
+        return await self._auth_rpc("RoleGrantPermission", request, context)
+
+    async def RoleRevokePermission(self, request, context):
+        return await self._auth_rpc("RoleRevokePermission", request, context)
 
     # -- Lock and Election --------------------------------------------------------------------
 

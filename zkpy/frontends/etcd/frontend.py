@@ -38,11 +38,15 @@ from jute import CreateMode, Err, OpCode
 from jute import records as r
 from jute.opcodes import MultiOp
 
+from zkpy.frontends.etcd import auth as auth_rules
+from zkpy.frontends.etcd import auth_plans
+from zkpy.frontends.etcd.errors import EtcdError
 from zkpy.frontends.etcd.keys import in_range, key_of, znode_name
 from zkpy.frontends.etcd.mvcc import Event, KeyValue, MvccIndex
-from zkpy.frontends.etcd.proto import kv_pb2, rpc_pb2
+from zkpy.frontends.etcd.proto import auth_pb2, kv_pb2, rpc_pb2
 from zkpy.replica.core import FOLLOWER, LEADER, READ_ONLY, STANDALONE, ReplicaCore
 from zkpy.replica.request import ETCD, Request
+from zkpy.tree.acl import digest_of
 from zkpy.tree.datatree import OPEN_ACL, TxnResult
 from zkpy.tree.ephemeral import is_session_owner
 
@@ -74,15 +78,6 @@ _EPHEMERAL = int(CreateMode.EPHEMERAL)
 # Refusals of a plan whose view was stale: plan it again on the newer view.
 _STALE = frozenset((int(Err.NODEEXISTS), int(Err.NONODE), int(Err.BADVERSION),
                     int(Err.NOTEMPTY)))
-
-
-class EtcdError(Exception):
-    """An etcd error: the gRPC status code and etcd's message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _err(code: int, message: str) -> EtcdError:
@@ -117,6 +112,9 @@ class EtcdSettings(NamedTuple):
     # How often a watch created with progress_notify hears the revision when it had no event
     # (etcd's --experimental-watch-progress-notify-interval, 10 minutes by default).
     progress_notify_interval_ms: int = 600_000
+    # The secret behind the ZooKeeper id whose ACL guards the auth znodes (users, roles):
+    # only the front end's requests carry that id.
+    auth_secret: bytes = b"zkpy"
 
 
 class Watcher:
@@ -180,6 +178,11 @@ class EtcdFrontEnd:
         self.leases_root = settings.root + "/leases"
         self.compact_path = settings.root + "/compact"
         self.members_root = settings.root + "/members"
+        self.auth_root = settings.root + "/auth"
+        self.auth_id = r.Id("digest", digest_of("zkpy-etcd:" + settings.auth_secret.hex()))
+        self.auth_acl = (r.ACL(0x1F, self.auth_id),)
+        self.tokens = auth_rules.Tokens()
+        self._auth_cache: tuple = (None, auth_rules.EMPTY)
         self.index = MvccIndex()
         self.completions: list[tuple[object, object]] = []
         self.watch_out: list[tuple[object, rpc_pb2.WatchResponse]] = []
@@ -211,7 +214,7 @@ class EtcdFrontEnd:
         kv_node = tree.nodes.get(self.kv_root)
         if kv_node is not None:
             loaded = []
-            for name in kv_node.children:
+            for name in kv_node.children or ():
                 key = key_of(name)
                 if key is not None:
                     loaded.append(self._kv_of(key, tree.nodes[self.kv_root + "/" + name]))
@@ -380,7 +383,8 @@ class EtcdFrontEnd:
     def _submit(self, pending: _Pending, session_id: int, op_type: int, body) -> None:
         xid = self._next_xid()
         self.pending[(session_id, xid)] = pending
-        self.replica.submit(Request(session_id, xid, op_type, body, frontend=ETCD), self.now_ms)
+        self.replica.submit(Request(session_id, xid, op_type, body, (self.auth_id,),
+                                    frontend=ETCD), self.now_ms)
 
     def _next_xid(self) -> int:
         self._xids = (self._xids + 1) & 0x7FFFFFFF or 1
@@ -588,7 +592,7 @@ class EtcdFrontEnd:
 
     def leases(self) -> rpc_pb2.LeaseLeasesResponse:
         node = self.replica.tree.nodes.get(self.leases_root)
-        ids = sorted(int(name, 16) for name in (node.children if node else ()))
+        ids = sorted(int(name, 16) for name in ((node.children or ()) if node else ()))
         return rpc_pb2.LeaseLeasesResponse(
             header=self.header(),
             leases=[rpc_pb2.LeaseStatus(ID=_signed(i)) for i in ids])
@@ -634,6 +638,8 @@ class EtcdFrontEnd:
                 self._submit_grant(pending, pending.request.ID)
             elif pending.kind == "revoke":
                 self._submit(pending, pending.lease_id, _CLOSE_SESSION, None)
+            elif pending.kind == "auth":
+                self._submit_auth(pending)
             else:
                 self._plan_and_submit(pending)
         if self.barrier_waiting and self.barrier_in_flight is None:
@@ -660,6 +666,180 @@ class EtcdFrontEnd:
         self.session_id = 0
         self._session_ready = False
         self._open_session()
+
+    # -- auth -----------------------------------------------------------------------------------
+
+    def auth(self) -> auth_rules.AuthState:
+        """The users, roles and the enabled flag as the tree holds them (parsed again only
+        when an auth change, which always sets ``<root>/auth``, has been applied)."""
+        tree = self.replica.tree
+        node = tree.nodes.get(self.auth_root)
+        key = (id(tree), node.version if node is not None else -1,
+               node.cversion if node is not None else -1)
+        if self._auth_cache[0] != key:
+            self._auth_cache = (key, self._load_auth(node))
+        return self._auth_cache[1]
+
+    def _load_auth(self, node) -> auth_rules.AuthState:
+        if node is None:
+            return auth_rules.EMPTY
+        nodes = self.replica.tree.nodes
+        users, roles = {}, {}
+        for name, target, parse in (("users", users, auth_rules.parse_user),
+                                    ("roles", roles, None)):
+            parent = nodes.get(f"{self.auth_root}/{name}")
+            for child in ((parent.children or ()) if parent is not None else ()):
+                raw = key_of(child)
+                if raw is None:
+                    continue
+                data = nodes[f"{self.auth_root}/{name}/{child}"].data or b""
+                text = raw.decode(errors="replace")
+                value = parse(text, data) if parse else auth_rules.parse_role(data)
+                if value is not None:
+                    target[text] = value
+        enabled = nodes.get(f"{self.auth_root}/enabled")
+        return auth_rules.AuthState(enabled is not None and enabled.data == b"1", node.version,
+                                    users, roles)
+
+    def user_of_token(self, token: str | None):
+        """(user, None) for a request's token, or (None, EtcdError) when auth is on and the
+        token is missing or unknown; (None, None) when auth is off."""
+        if not self.auth().enabled:
+            return None, None
+        if not token:
+            return None, _err(*auth_rules.USER_EMPTY)
+        user = self.tokens.user_of(token, self.now_ms)
+        if user is None or user not in self.auth().users:
+            return None, _err(*auth_rules.INVALID_TOKEN)
+        return user, None
+
+    def permitted(self, user: str | None, key: bytes, range_end: bytes, write: bool) -> bool:
+        return user is None or auth_rules.permitted(self.auth(), user, key, range_end, write)
+
+    def txn_permitted(self, user: str | None, request: rpc_pb2.TxnRequest) -> bool:
+        """etcd's check of a txn: read on every compare, and every op of both branches."""
+        if user is None:
+            return True
+        for compare in request.compare:
+            if not self.permitted(user, compare.key, compare.range_end, False):
+                return False
+        for op in list(request.success) + list(request.failure):
+            which = op.WhichOneof("request")
+            if which == "request_range":
+                ok = self.permitted(user, op.request_range.key, op.request_range.range_end, False)
+            elif which == "request_put":
+                ok = self.permitted(user, op.request_put.key, b"", True)
+            elif which == "request_delete_range":
+                ok = self.permitted(user, op.request_delete_range.key,
+                                    op.request_delete_range.range_end, True)
+            else:
+                ok = self.txn_permitted(user, op.request_txn)
+            if not ok:
+                return False
+        return True
+
+    def authenticate(self, request: rpc_pb2.AuthenticateRequest):
+        state = self.auth()
+        if not state.enabled:
+            return _err(*auth_rules.AUTH_NOT_ENABLED)
+        user = state.users.get(request.name)
+        if user is None or user.no_password or \
+                not auth_rules.password_matches(user.password, request.password):
+            return _err(*auth_rules.AUTH_FAILED)
+        return rpc_pb2.AuthenticateResponse(header=self.header(),
+                                            token=self.tokens.issue(request.name, self.now_ms))
+
+    def auth_read(self, op: str, request):
+        """The auth RPCs that change nothing: AuthStatus, UserGet/List, RoleGet/List."""
+        state = self.auth()
+        if op == "AuthStatus":
+            return rpc_pb2.AuthStatusResponse(header=self.header(), enabled=state.enabled,
+                                              authRevision=state.revision)
+        if op == "UserList":
+            return rpc_pb2.AuthUserListResponse(header=self.header(), users=sorted(state.users))
+        if op == "RoleList":
+            return rpc_pb2.AuthRoleListResponse(header=self.header(), roles=sorted(state.roles))
+        if op == "UserGet":
+            user = state.users.get(request.name)
+            if user is None:
+                return _err(*auth_rules.USER_NOT_FOUND)
+            return rpc_pb2.AuthUserGetResponse(header=self.header(), roles=sorted(user.roles))
+        role = state.roles.get(request.role)
+        if role is None:
+            return _err(*auth_rules.ROLE_NOT_FOUND)
+        return rpc_pb2.AuthRoleGetResponse(header=self.header(), perm=[
+            auth_pb2.Permission(permType=p.type, key=p.key, range_end=p.range_end) for p in role])
+
+    def auth_change(self, token, op: str, request) -> None:
+        """An auth RPC that changes users, roles or the enabled flag: one multi, guarded by
+        the version of ``<root>/auth`` (so concurrent changes are applied one after the
+        other, each planned on the state the one before left)."""
+        pending = _Pending(token, "auth", (op, request))
+        if self._writes_possible(pending):
+            self._submit_auth(pending)
+
+    def _submit_auth(self, pending: _Pending) -> None:
+        op, request = pending.request
+        try:
+            ops, response = self._plan_auth(op, request)
+        except EtcdError as error:
+            self._complete(pending.token, error)
+            return
+        pending.plan = response
+        pending.attempts += 1
+        self._submit(pending, self.session_id, _MULTI, ops)
+
+    def _retry_auth(self, pending: _Pending, err: int) -> None:
+        if err in _STALE and pending.attempts < MAX_PLAN_ATTEMPTS:
+            self._submit_auth(pending)
+            return
+        self._complete(pending.token, _err(UNAVAILABLE, f"zkpy: auth change refused ({err})"))
+
+    def _plan_auth(self, op: str, request):
+        state = self.auth()
+        changes, response = auth_plans.plan(op, request, state)
+        return self._auth_ops(changes), response
+
+    def _auth_ops(self, changes) -> list:
+        """The multi for ``changes`` [(kind, name, data or None)]: the auth znodes created as
+        needed, then ``<root>/auth`` set at the version the plan saw, then each change."""
+        nodes = self.replica.tree.nodes
+        ops = [MultiOp(_CREATE, r.CreateRequest(path, b"", OPEN_ACL, _PERSISTENT))
+               for path in self._missing_parents(self.root)]
+        root_node = nodes.get(self.auth_root)
+        if root_node is None:
+            ops.append(MultiOp(_CREATE, r.CreateRequest(self.auth_root, b"", self.auth_acl,
+                                                        _PERSISTENT)))
+            ops.append(MultiOp(_SET_DATA, r.SetDataRequest(self.auth_root, b"", 0)))
+        else:
+            ops.append(MultiOp(_SET_DATA, r.SetDataRequest(self.auth_root, b"",
+                                                           root_node.version)))
+        for folder in ("users", "roles"):
+            path = f"{self.auth_root}/{folder}"
+            if path not in nodes:
+                ops.append(MultiOp(_CREATE, r.CreateRequest(path, b"", self.auth_acl,
+                                                            _PERSISTENT)))
+        for kind, name, data in changes:
+            path = (f"{self.auth_root}/enabled" if kind == "enabled"
+                    else f"{self.auth_root}/{kind}/{znode_name(name.encode())}")
+            exists = path in nodes
+            if data is None:
+                if exists:
+                    ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
+            elif exists:
+                ops.append(MultiOp(_SET_DATA, r.SetDataRequest(path, data, -1)))
+            else:
+                ops.append(MultiOp(_CREATE, r.CreateRequest(path, data, self.auth_acl,
+                                                            _PERSISTENT)))
+        return ops
+
+    def _missing_parents(self, path: str) -> list:
+        nodes = self.replica.tree.nodes
+        chain = []
+        while path and path not in nodes:
+            chain.append(path)
+            path = path.rsplit("/", 1)[0]
+        return list(reversed(chain))
 
     # -- the change feed ----------------------------------------------------------------------
 
@@ -725,6 +905,17 @@ class EtcdFrontEnd:
                 self.session_id = 0
                 return
             self._session_created()
+            return
+        if kind == "auth":
+            if err:
+                self._retry_auth(pending, err)
+                return
+            response = pending.plan
+            response.header.CopyFrom(self.header())
+            if pending.request[0] in ("UserDelete", "AuthDisable"):
+                self.tokens.clear() if pending.request[0] == "AuthDisable" else \
+                    self.tokens.forget_user(pending.request[1].name)
+            self._complete(pending.token, response)
             return
         if kind == "member":
             if err:

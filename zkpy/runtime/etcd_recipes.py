@@ -134,7 +134,7 @@ class Recipes:
         except EtcdError as error:
             await _abort(context, error)
         if not response.succeeded:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, NOT_LEADER)
+            await context.abort(grpc.StatusCode.UNKNOWN, NOT_LEADER)
         return v3election_pb2.ProclaimResponse(header=response.header)
 
     async def _leader(self, name: bytes) -> rpc_pb2.RangeResponse:
@@ -146,7 +146,7 @@ class Recipes:
     async def leader(self, request: v3election_pb2.LeaderRequest, context):
         response = await self._leader(request.name)
         if not response.kvs:
-            await context.abort(grpc.StatusCode.NOT_FOUND, NO_LEADER)
+            await context.abort(grpc.StatusCode.UNKNOWN, NO_LEADER)
         return v3election_pb2.LeaderResponse(header=response.header, kv=response.kvs[0])
 
     async def observe(self, request: v3election_pb2.LeaderRequest, context):
@@ -200,4 +200,6 @@ def grpc_status(code: int) -> grpc.StatusCode:
 
 
 async def _abort(context, error: EtcdError):
-    await context.abort(grpc_status(error.code), error.message)
+    # etcd's lock and election servers run as clients of etcd's own API and hand its errors
+    # on as plain errors: the message stays, the code becomes UNKNOWN.
+    await context.abort(grpc.StatusCode.UNKNOWN, error.message)

@@ -252,3 +252,19 @@ def test_member_and_endpoint(etcd_pair, prefix):
         assert re.fullmatch(rf"{re.escape(endpoint)} is healthy: successfully committed "
                             r"proposal: took = \S+\n", health), (kind, health)
     assert set(outputs["zkpy"][1][0]["Status"]) >= set(outputs["etcd"][1][0]["Status"]) - {"errors"}
+
+
+def test_lease_and_maintenance_commands(etcd_pair, prefix):
+    def scenario(t, p):
+        lease = t.run("lease", "grant", "20").split()[1]
+        t.run("lease", "keep-alive", "--once", lease)
+        t.run("lease", "timetolive", lease)
+        listed = etcdctl(t.endpoint, "lease", "list").stdout
+        t.note(f"listed: {lease in listed}")
+        t.run("lease", "revoke", lease)
+        t.run("lease", "keep-alive", "--once", lease)
+        t.run("lease", "revoke", lease)
+        t.run("lease", "grant", "1")  # below the minimum TTL
+        t.run("alarm", "list")
+        t.note(etcdctl(t.endpoint, "defrag").stdout.replace(t.endpoint, "<endpoint>"))
+    both(etcd_pair, prefix, scenario)

@@ -9,6 +9,7 @@ processes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -23,13 +24,9 @@ from tests.support.etcdservers import etcdctl
 from tests.support.servers import ensemble, free_port, start_all
 
 
-@pytest.fixture
-def etcd_ensemble(tmp_path):
-    members = ensemble("zkpy", tmp_path, 3)
-    for member in members:
-        member.etcd_port = free_port()
-        member.settings["etcd.clientPort"] = str(member.etcd_port)
-        member.settings["etcd.clientPortAddress"] = "127.0.0.1"
+@contextlib.contextmanager
+def serving(members):
+    """The members started and serving; their logs printed if anything fails; stopped."""
     try:
         start_all(members)
         wait_serving(members)
@@ -40,6 +37,22 @@ def etcd_ensemble(tmp_path):
     finally:
         for member in members:
             member.stop()
+
+
+def serve_etcd(member) -> None:
+    """Give an unstarted zkpy member an etcd port of its own."""
+    member.etcd_port = free_port()
+    member.settings["etcd.clientPort"] = str(member.etcd_port)
+    member.settings["etcd.clientPortAddress"] = "127.0.0.1"
+
+
+@pytest.fixture
+def etcd_ensemble(tmp_path):
+    members = ensemble("zkpy", tmp_path, 3)
+    for member in members:
+        serve_etcd(member)
+    with serving(members):
+        yield members
 
 
 def endpoint(member) -> str:
@@ -178,19 +191,9 @@ def mixed_etcd_ensemble(tmp_path):
     """Two Java members and one zkpy member serving etcd: the Java majority leads."""
     members = ensemble("mixedjava", tmp_path, 3)
     zkpy_member = next(m for m in members if m.kind == "zkpy")
-    zkpy_member.etcd_port = free_port()
-    zkpy_member.settings["etcd.clientPort"] = str(zkpy_member.etcd_port)
-    zkpy_member.settings["etcd.clientPortAddress"] = "127.0.0.1"
-    try:
-        start_all(members)
-        wait_serving(members)
+    serve_etcd(zkpy_member)
+    with serving(members):
         yield members, zkpy_member
-    except BaseException:
-        print(describe_logs(members))
-        raise
-    finally:
-        for member in members:
-            member.stop()
 
 
 def test_etcd_on_a_zkpy_member_of_a_java_ensemble(mixed_etcd_ensemble):

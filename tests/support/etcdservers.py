@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.servers import REPO_ROOT, distinct_free_ports, free_port
+from tests.support.servers import REPO_ROOT, ChildProcess, distinct_free_ports, free_port
 
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
@@ -34,7 +34,7 @@ def require_etcd() -> None:
                            "(apt-get install -y etcd-server etcd-client)")
 
 
-class EtcdServer:
+class EtcdServer(ChildProcess):
     """One etcd API server: ``kind`` "etcd" (the reference) or "zkpy"."""
 
     def __init__(self, kind: str, workdir: Path, settings: dict | None = None,
@@ -105,29 +105,6 @@ class EtcdServer:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"{self.kind} did not serve within {timeout_s}s:\n" + self.log_tail())
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def kill(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def etcd_cluster(workdir: Path, size: int = 3) -> list[EtcdServer]:

@@ -87,7 +87,39 @@ def require_reference() -> None:
             "zookeeper zookeeper-bin libcurator-*-java) and make sure java is on PATH")
 
 
-class ServerProcess:
+class ChildProcess:
+    """A server started in its own process group (``process``), logging to ``log_path``:
+    ``stop`` sends the group SIGTERM, then SIGKILL, so nothing it started outlives it."""
+
+    process: subprocess.Popen | None = None
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class ServerProcess(ChildProcess):
     """One server process with its own data directory and client port."""
 
     def __init__(self, kind: str, workdir: Path, settings: dict[str, str] | None = None,
@@ -186,29 +218,6 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"{self.kind} did not answer ruok within {timeout_s}s; log:\n" + self.log_tail())
 
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL, for crash tests."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
     def restart(self, timeout_s: float = 30.0) -> "ServerProcess":
         self.stop()

@@ -159,30 +159,43 @@ class _Malformed:
 
 class _MalformedRequests(grpc.aio.ServerInterceptor):
     """A unary request that does not parse is answered INTERNAL with Go gRPC's message, as
-    etcd answers it (grpcio's own answer would be UNKNOWN), and logged with its client."""
+    etcd answers it (grpcio's own answer would be UNKNOWN), and logged with its client. The
+    wrapped handler is made once per method, not per call."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, object] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
-            return handler
-        decode, behaviour = handler.request_deserializer, handler.unary_unary
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[method] = _wrap_unary(handler, method)
+        return wrapped
 
-        def safe_decode(data: bytes):
-            try:
-                return decode(data)
-            except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and kin
-                return _Malformed(error)
 
-        async def checked(request, context):
-            if type(request) is _Malformed:
-                log.warning("malformed etcd request", method=method, client=context.peer(),
-                            error=str(request.error))
-                await context.abort(grpc.StatusCode.INTERNAL,
-                                    f"grpc: error unmarshalling request: {request.error}")
-            return await behaviour(request, context)
+def _wrap_unary(handler, method: str):
+    if handler.request_streaming or handler.response_streaming:
+        return handler
+    decode, behaviour = handler.request_deserializer, handler.unary_unary
 
-        return handler._replace(request_deserializer=safe_decode, unary_unary=checked)
+    def safe_decode(data: bytes):
+        try:
+            return decode(data)
+        except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and kin
+            return _Malformed(error)
+
+    async def checked(request, context):
+        if type(request) is _Malformed:
+            log.warning("malformed etcd request", method=method, client=context.peer(),
+                        error=str(request.error))
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"grpc: error unmarshalling request: {request.error}")
+        return await behaviour(request, context)
+
+    return handler._replace(request_deserializer=safe_decode, unary_unary=checked)
 
 
 def _drain_and_close(queue: asyncio.Queue) -> None:
@@ -230,12 +243,15 @@ class _Services(rpc_pb2_grpc.KVServicer, rpc_pb2_grpc.WatchServicer, rpc_pb2_grp
     async def _user(self, context):
         """The request's etcd user (None while auth is off); a missing or unknown token is
         refused as etcd refuses it."""
+        frontend = self.frontend
+        if not frontend.auth().enabled:
+            return None
         token = None
         for key, value in context.invocation_metadata() or ():
             if key == "token":
                 token = value
-        self.frontend.now_ms = now_ms()
-        user, error = self.frontend.user_of_token(token)
+        frontend.now_ms = now_ms()
+        user, error = frontend.user_of_token(token)
         if error is not None:
             await context.abort(grpc_status(error.code), error.message)
         return user

@@ -61,20 +61,31 @@ class Recipes:
                 return ahead.header
             await self._wait_deleted(ahead.kvs[0].key, ahead.header.revision)
 
+    async def _wait_turn_or_leave(self, name: bytes, revision: int, key: bytes):
+        try:
+            return await self._wait_turn(name, revision)
+        except BaseException:
+            # A waiter that gives up (cancelled, or its lease gone) leaves the queue.
+            asyncio.ensure_future(self._delete(key))
+            raise
+
     async def _wait_deleted(self, key: bytes, revision: int) -> None:
-        deleted = asyncio.Event()
+        await self._wait_event(rpc_pb2.WatchCreateRequest(
+            key=key, start_revision=revision + 1, filters=[rpc_pb2.WatchCreateRequest.NOPUT]))
+
+    async def _wait_event(self, watch: rpc_pb2.WatchCreateRequest) -> None:
+        """Until the watch sees an event (or is cancelled), through an internal stream."""
+        happened = asyncio.Event()
 
         def sink(response: rpc_pb2.WatchResponse) -> None:
-            if response.canceled or any(e.type == e.DELETE for e in response.events):
-                deleted.set()
+            if response.canceled or response.events:
+                happened.set()
 
         stream_id, _ = self.listener.open_stream(sink)
         try:
-            self.frontend.watch(stream_id, rpc_pb2.WatchCreateRequest(
-                key=key, start_revision=revision + 1,
-                filters=[rpc_pb2.WatchCreateRequest.NOPUT]), 0)
+            self.frontend.watch(stream_id, watch, 0)
             self.listener.deliver()
-            await deleted.wait()
+            await happened.wait()
         finally:
             self.listener.close_stream(stream_id)
 
@@ -88,12 +99,7 @@ class Recipes:
             key, revision, _ = await self._enqueue(request.name, request.lease, b"")
         except EtcdError as error:
             await _abort(context, error)
-        try:
-            header = await self._wait_turn(request.name, revision)
-        except BaseException:
-            # A waiter that gives up (cancelled, or its lease gone) leaves the queue.
-            asyncio.ensure_future(self._delete(key))
-            raise
+        header = await self._wait_turn_or_leave(request.name, revision, key)
         return v3lock_pb2.LockResponse(header=header, key=key)
 
     async def unlock(self, request: v3lock_pb2.UnlockRequest, context):
@@ -112,11 +118,7 @@ class Recipes:
                     await self._proclaim(key, revision, request.lease, request.value)
         except EtcdError as error:
             await _abort(context, error)
-        try:
-            header = await self._wait_turn(request.name, revision)
-        except BaseException:
-            asyncio.ensure_future(self._delete(key))
-            raise
+        header = await self._wait_turn_or_leave(request.name, revision, key)
         return v3election_pb2.CampaignResponse(header=header, leader=v3election_pb2.LeaderKey(
             name=request.name, key=key, rev=revision, lease=request.lease))
 
@@ -162,20 +164,8 @@ class Recipes:
             await self._wait_change(request.name + b"/", response.header.revision)
 
     async def _wait_change(self, prefix: bytes, revision: int) -> None:
-        changed = asyncio.Event()
-
-        def sink(response: rpc_pb2.WatchResponse) -> None:
-            if response.canceled or response.events:
-                changed.set()
-
-        stream_id, _ = self.listener.open_stream(sink)
-        try:
-            self.frontend.watch(stream_id, rpc_pb2.WatchCreateRequest(
-                key=prefix, range_end=prefix_end(prefix), start_revision=revision + 1), 0)
-            self.listener.deliver()
-            await changed.wait()
-        finally:
-            self.listener.close_stream(stream_id)
+        await self._wait_event(rpc_pb2.WatchCreateRequest(
+            key=prefix, range_end=prefix_end(prefix), start_revision=revision + 1))
 
     async def resign(self, request: v3election_pb2.ResignRequest, context):
         leader = request.leader

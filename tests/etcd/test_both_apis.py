@@ -45,3 +45,29 @@ def test_etcd_keys_are_znodes_and_znodes_are_etcd_keys(etcd_pair, prefix):
     finally:
         client.stop()
         client.close()
+
+
+def test_the_dashboard_lists_a_lease(tmp_path):
+    import json
+    import urllib.request
+
+    from tests.support.etcdservers import EtcdServer
+    from tests.support.servers import free_port
+
+    admin_port = free_port()
+    server = EtcdServer("zkpy", tmp_path / "zkpy", settings={
+        "admin.enableServer": "true", "admin.serverPort": str(admin_port),
+        "admin.serverAddress": "127.0.0.1"}).start()
+    try:
+        lease = etcdctl(server.endpoint, "lease", "grant", "30").stdout.split()[1]
+        etcdctl(server.endpoint, "put", "/svc/a", "up", f"--lease={lease}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/api/sessions",
+                                    timeout=10) as reply:
+            sessions = json.load(reply)["sessions"]
+        listed = {s["sessionId"]: s for s in sessions}
+        entry = listed[f"0x{int(lease, 16):x}"]
+        assert entry["client"] == "etcd lease" and entry["ephemerals"] == 2
+        assert entry["timeoutMs"] == 30_000
+        assert any(s["client"] == "etcd front end" for s in sessions)
+    finally:
+        server.stop()

@@ -229,7 +229,8 @@
     const rows = data.sessions.map(function (s) {
       return row([s.sessionId, s.client || "(disconnected)", s.timeoutMs + " ms",
                   s.expiresInMs === null ? "–" : duration(s.expiresInMs), s.ephemerals, s.watches,
-                  s.closing ? "closing" : (s.client ? "connected" : "detached")]);
+                  s.closing ? "closing" : (s.client && s.client.indexOf("etcd ") === 0 ? "etcd" :
+                                           (s.client ? "connected" : "detached"))]);
     });
     if (!rows.length) {
       const empty = row(["no sessions", "", "", "", "", "", ""]);

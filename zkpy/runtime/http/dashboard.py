@@ -119,6 +119,18 @@ def _all_watched_paths(server) -> dict[int, set[str]]:
     return by_session
 
 
+def _etcd_owner(server, session_id: int) -> str | None:
+    """What an etcd session is, for the sessions table: a lease, or a member's front end."""
+    frontend = getattr(server, "etcd_frontend", None)
+    if frontend is None:
+        return None
+    if frontend.is_lease(session_id):
+        return "etcd lease"
+    if session_id == frontend.session_id:
+        return "etcd front end"
+    return None
+
+
 def sessions_view(server, now_ms: int) -> dict:
     replica, zookeeper = server.replica, server.zookeeper
     by_session_client = {}
@@ -135,7 +147,7 @@ def sessions_view(server, now_ms: int) -> dict:
             "sessionId": hex_id(sid),
             "timeoutMs": session.timeout_ms,
             "expiresInMs": max(0, session.expires_at_ms - now_ms) if session.expires_at_ms else None,
-            "client": by_session_client.get(sid),
+            "client": by_session_client.get(sid) or _etcd_owner(server, sid),
             "ephemerals": len(replica.tree.ephemerals.get(sid, ())),
             "watches": len(watched.get(sid, ())),
             "closing": session.closing,

@@ -26,6 +26,7 @@ import secrets
 import string
 from typing import NamedTuple
 
+from zkpy.frontends.etcd.errors import FAILED_PRECONDITION, INVALID_ARGUMENT
 from zkpy.frontends.etcd.keys import ALL_FROM
 
 ROOT = "root"
@@ -33,10 +34,7 @@ TOKEN_TTL_MS = 300_000  # etcd's --auth-token-ttl default
 PBKDF2_ITERATIONS = 20_000
 READ, WRITE, READWRITE = 0, 1, 2
 
-# gRPC codes (grpc.StatusCode values).
-INVALID_ARGUMENT = 3
-FAILED_PRECONDITION = 9
-PERMISSION_DENIED = 7
+PERMISSION_DENIED = 7  # grpc.StatusCode values beside errors.py's
 UNAUTHENTICATED = 16
 
 USER_EMPTY = (INVALID_ARGUMENT, "etcdserver: user name is empty")

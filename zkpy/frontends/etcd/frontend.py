@@ -40,24 +40,23 @@ from jute.opcodes import MultiOp
 
 from zkpy.frontends.etcd import auth as auth_rules
 from zkpy.frontends.etcd import auth_plans
-from zkpy.frontends.etcd.errors import EtcdError
-from zkpy.frontends.etcd.keys import in_range, key_of, znode_name
+from zkpy.frontends.etcd.errors import (COMPACTED, FUTURE_REV, INVALID_ARGUMENT, LEADER_CHANGED,
+                                        LEASE_EXISTS, LEASE_NOT_FOUND, LEASE_TTL_TOO_LARGE,
+                                        NO_LEADER, REQUEST_TOO_LARGE, UNAVAILABLE, EtcdError, err)
+from zkpy.frontends.etcd.keys import key_of, znode_name
 from zkpy.frontends.etcd.mvcc import Event, KeyValue, MvccIndex
+from zkpy.frontends.etcd.plans import MultiBuilder, Plan, check_txn, writes
 from zkpy.frontends.etcd.proto import auth_pb2, kv_pb2, rpc_pb2
-from zkpy.replica.core import FOLLOWER, LEADER, READ_ONLY, STANDALONE, ReplicaCore
+from zkpy.frontends.etcd.records import (at_revision, passes_filters, pb_event, pb_kv, signed,
+                                         sorted_kvs, txn_error, unwrap)
+from zkpy.frontends.etcd.watchers import Watcher
+from zkpy.replica.core import FOLLOWER, LEADER, STANDALONE, ReplicaCore
 from zkpy.replica.request import ETCD, Request
 from zkpy.tree.acl import digest_of
 from zkpy.tree.datatree import OPEN_ACL, TxnResult
 from zkpy.tree.ephemeral import is_session_owner
 
 log = structlog.get_logger("zkpy.etcd")
-
-# gRPC status codes etcd answers with (grpc.StatusCode values; this layer imports no grpc).
-INVALID_ARGUMENT = 3
-NOT_FOUND = 5
-FAILED_PRECONDITION = 9
-OUT_OF_RANGE = 11
-UNAVAILABLE = 14
 
 MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
 MIN_LEASE_TTL_S = 2  # etcd's minimum with its default election timeout (1 s) and heartbeat
@@ -80,26 +79,6 @@ _STALE = frozenset((int(Err.NODEEXISTS), int(Err.NONODE), int(Err.BADVERSION),
                     int(Err.NOTEMPTY)))
 
 
-def _err(code: int, message: str) -> EtcdError:
-    return EtcdError(code, message)
-
-
-EMPTY_KEY = (INVALID_ARGUMENT, "etcdserver: key is not provided")
-KEY_NOT_FOUND = (INVALID_ARGUMENT, "etcdserver: key not found")
-TOO_MANY_OPS = (INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
-DUPLICATE_KEY = (INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")
-COMPACTED = (OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")
-FUTURE_REV = (OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")
-LEASE_NOT_FOUND = (NOT_FOUND, "etcdserver: requested lease not found")
-LEASE_EXISTS = (FAILED_PRECONDITION, "etcdserver: lease already exists")
-LEASE_TTL_TOO_LARGE = (OUT_OF_RANGE, "etcdserver: too large lease TTL")
-NO_LEADER = (UNAVAILABLE, "etcdserver: no leader")
-LEADER_CHANGED = (UNAVAILABLE, "etcdserver: leader changed")
-REQUEST_TOO_LARGE = (INVALID_ARGUMENT, "etcdserver: request is too large")
-MIXED_LEASES = (INVALID_ARGUMENT,
-                "zkpy: the keys one txn attaches to leases must all share one lease")
-
-
 class EtcdSettings(NamedTuple):
     root: str = "/etcd"  # the znode under which the etcd keyspace lives
     cluster_id: int = 0
@@ -115,41 +94,6 @@ class EtcdSettings(NamedTuple):
     # The secret behind the ZooKeeper id whose ACL guards the auth znodes (users, roles):
     # only the front end's requests carry that id.
     auth_secret: bytes = b"zkpy"
-
-
-class Watcher:
-    """One watch of a stream: the range, its options, and the next revision it is owed."""
-
-    __slots__ = ("stream_id", "watch_id", "key", "range_end", "prev_kv", "no_put",
-                 "no_delete", "next_revision", "progress_notify", "last_sent_ms", "fragment")
-
-    def __init__(self, stream_id, watch_id, key, range_end, prev_kv, no_put, no_delete,
-                 next_revision, progress_notify=False, now_ms=0, fragment=False) -> None:
-        self.progress_notify = progress_notify
-        self.last_sent_ms = now_ms
-        self.fragment = fragment
-        self.stream_id = stream_id
-        self.watch_id = watch_id
-        self.key = key
-        self.range_end = range_end
-        self.prev_kv = prev_kv
-        self.no_put = no_put
-        self.no_delete = no_delete
-        self.next_revision = next_revision
-
-    def wants(self, event: Event) -> bool:
-        if not in_range(event.key, self.key, self.range_end):
-            return False
-        return not (self.no_delete if event.kv is None else self.no_put)
-
-
-class _Plan(NamedTuple):
-    """A write txn planned on a view: the multi's ops, the session it runs in, and what the
-    answer is built from once it is applied."""
-    ops: list
-    session_id: int
-    succeeded: bool
-    branch: list  # the RequestOps taken, with nested plans for nested txns
 
 
 class _Pending:
@@ -282,22 +226,22 @@ class EtcdFrontEnd:
         revision = request.revision
         if revision > 0:
             if revision > index.revision:
-                raise _err(*FUTURE_REV)
+                raise err(*FUTURE_REV)
             if revision < index.compact_revision:
-                raise _err(*COMPACTED)
+                raise err(*COMPACTED)
         else:
             revision = current
         kvs = [kv for kv in index.range(request.key, request.range_end, revision)
-               if _passes_filters(kv, request)]
+               if passes_filters(kv, request)]
         response = rpc_pb2.RangeResponse(header=self.header(current), count=len(kvs))
         if request.count_only:
             return response
-        kvs = _sorted(kvs, request.sort_order, request.sort_target)
+        kvs = sorted_kvs(kvs, request.sort_order, request.sort_target)
         if request.limit and len(kvs) > request.limit:
             kvs = kvs[:request.limit]
             response.more = True
         for kv in kvs:
-            response.kvs.append(_pb_kv(kv, request.keys_only))
+            response.kvs.append(pb_kv(kv, request.keys_only))
         return response
 
     def _after_barrier(self, pending: _Pending) -> None:
@@ -342,7 +286,7 @@ class EtcdFrontEnd:
     def txn(self, token, request: rpc_pb2.TxnRequest, kind: str = "txn") -> None:
         self._fresh()
         try:
-            _check_txn(request, self.settings.max_txn_ops)
+            check_txn(request, self.settings.max_txn_ops)
         except EtcdError as error:
             self._complete(token, error)
             return
@@ -354,7 +298,7 @@ class EtcdFrontEnd:
     def _writes_possible(self, pending: _Pending) -> bool:
         role = self.replica.role
         if role not in (LEADER, FOLLOWER, STANDALONE):
-            self._complete(pending.token, _err(*NO_LEADER))
+            self._complete(pending.token, err(*NO_LEADER))
             return False
         if not self._session_ready:
             self.waiting_for_session.append(pending)
@@ -393,28 +337,28 @@ class EtcdFrontEnd:
     def _txn_read_only(self, request: rpc_pb2.TxnRequest, kind: str):
         try:
             plan = self._plan_txn(request)
-            return _unwrap(self._txn_response(plan, self.index.revision, self.index.revision),
+            return unwrap(self._txn_response(plan, self.index.revision, self.index.revision),
                            kind)
         except EtcdError as error:
             return error
 
     # -- planning -------------------------------------------------------------------------------
 
-    def _plan_txn(self, request: rpc_pb2.TxnRequest) -> _Plan:
+    def _plan_txn(self, request: rpc_pb2.TxnRequest) -> Plan:
         if request.ByteSize() > self.settings.max_request_bytes:
-            raise _err(*REQUEST_TOO_LARGE)
-        builder = _MultiBuilder(self)
+            raise err(*REQUEST_TOO_LARGE)
+        builder = MultiBuilder(self)
         succeeded, branch = builder.txn(request)
-        return _Plan(builder.finish(), builder.session_id or self.session_id, succeeded, branch)
+        return Plan(builder.finish(), builder.session_id or self.session_id, succeeded, branch)
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _txn_response(self, plan: _Plan, revision: int, before: int) -> rpc_pb2.TxnResponse:
+    def _txn_response(self, plan: Plan, revision: int, before: int) -> rpc_pb2.TxnResponse:
         response = rpc_pb2.TxnResponse(header=self.header(revision), succeeded=plan.succeeded)
         wrote = False
         for op, nested in plan.branch:
             response.responses.append(self._op_response(op, nested, revision, before, wrote))
-            wrote = wrote or _writes(op)
+            wrote = wrote or writes(op)
         return response
 
     def _op_response(self, op, nested, revision: int, before: int, wrote: bool):
@@ -423,7 +367,7 @@ class EtcdFrontEnd:
             # A read sees the txn's earlier writes, not its later ones.
             at = revision if wrote else before
             inner = op.request_range
-            result = self.evaluate_range(_at_revision(inner, at), revision)
+            result = self.evaluate_range(at_revision(inner, at), revision)
             result.header.CopyFrom(rpc_pb2.ResponseHeader(revision=revision))
             return rpc_pb2.ResponseOp(response_range=result)
         if which == "request_put":
@@ -432,7 +376,7 @@ class EtcdFrontEnd:
             if put.prev_kv:
                 prev = self.index.at(put.key, before)
                 if prev is not None:
-                    result.prev_kv.CopyFrom(_pb_kv(prev))
+                    result.prev_kv.CopyFrom(pb_kv(prev))
             return rpc_pb2.ResponseOp(response_put=result)
         if which == "request_delete_range":
             delete = op.request_delete_range
@@ -441,7 +385,7 @@ class EtcdFrontEnd:
                     if self.index.at(kv.key, revision) is None]
             result.deleted = len(gone)
             if delete.prev_kv:
-                result.prev_kvs.extend(_pb_kv(kv) for kv in gone)
+                result.prev_kvs.extend(pb_kv(kv) for kv in gone)
             return rpc_pb2.ResponseOp(response_delete_range=result)
         sub = self._txn_response(nested, revision, before)
         sub.header.CopyFrom(rpc_pb2.ResponseHeader(revision=revision))
@@ -456,10 +400,10 @@ class EtcdFrontEnd:
     def compact(self, token, request: rpc_pb2.CompactionRequest) -> None:
         revision = request.revision
         if revision > self.index.revision:
-            self._complete(token, _err(*FUTURE_REV))
+            self._complete(token, err(*FUTURE_REV))
             return
         if revision <= self.index.compact_revision:
-            self._complete(token, _err(*COMPACTED))
+            self._complete(token, err(*COMPACTED))
             return
         pending = _Pending(token, "compact", request)
         if self._writes_possible(pending):
@@ -467,7 +411,7 @@ class EtcdFrontEnd:
 
     def _submit_compact(self, pending: _Pending) -> None:
         data = str(pending.request.revision).encode()
-        ops = self._parents([self.compact_path])
+        ops = self.parent_creates([self.compact_path])
         if self.compact_path in self.replica.tree.nodes:
             ops.append(MultiOp(_SET_DATA, r.SetDataRequest(self.compact_path, data, -1)))
         else:
@@ -476,7 +420,7 @@ class EtcdFrontEnd:
         pending.attempts += 1
         self._submit(pending, self.session_id, _MULTI, ops)
 
-    def _parents(self, paths) -> list:
+    def parent_creates(self, paths) -> list:
         """Creates for the missing znodes above ``paths`` (the keyspace's own)."""
         nodes = self.replica.tree.nodes
         ops, seen = [], set()
@@ -496,15 +440,15 @@ class EtcdFrontEnd:
     def lease_grant(self, token, request: rpc_pb2.LeaseGrantRequest) -> None:
         ttl_s = max(request.TTL, MIN_LEASE_TTL_S)
         if ttl_s > MAX_LEASE_TTL_S:
-            self._complete(token, _err(*LEASE_TTL_TOO_LARGE))
+            self._complete(token, err(*LEASE_TTL_TOO_LARGE))
             return
         lease_id = request.ID
         if lease_id and (self.replica.sessions.get(lease_id) is not None
                          or self._marker(lease_id) in self.replica.tree.nodes):
-            self._complete(token, _err(*LEASE_EXISTS))
+            self._complete(token, err(*LEASE_EXISTS))
             return
         if lease_id < 0:
-            self._complete(token, _err(INVALID_ARGUMENT, "etcdserver: invalid lease ID"))
+            self._complete(token, err(INVALID_ARGUMENT, "etcdserver: invalid lease ID"))
             return
         pending = _Pending(token, "grant", request, ttl_s=ttl_s)
         if not self._writes_possible(pending):
@@ -526,7 +470,7 @@ class EtcdFrontEnd:
 
     def _submit_marker(self, pending: _Pending) -> None:
         marker = self._marker(pending.lease_id)
-        ops = self._parents([marker])
+        ops = self.parent_creates([marker])
         ops.append(MultiOp(_CREATE, r.CreateRequest(marker, str(pending.ttl_s).encode(),
                                                     OPEN_ACL, _EPHEMERAL)))
         pending.kind = "grant-marker"
@@ -538,7 +482,7 @@ class EtcdFrontEnd:
 
     def lease_revoke(self, token, request: rpc_pb2.LeaseRevokeRequest) -> None:
         if not self.is_lease(request.ID):
-            self._complete(token, _err(*LEASE_NOT_FOUND))
+            self._complete(token, err(*LEASE_NOT_FOUND))
             return
         pending = _Pending(token, "revoke", request, lease_id=request.ID)
         if self._writes_possible(pending):
@@ -595,7 +539,7 @@ class EtcdFrontEnd:
         ids = sorted(int(name, 16) for name in ((node.children or ()) if node else ()))
         return rpc_pb2.LeaseLeasesResponse(
             header=self.header(),
-            leases=[rpc_pb2.LeaseStatus(ID=_signed(i)) for i in ids])
+            leases=[rpc_pb2.LeaseStatus(ID=signed(i)) for i in ids])
 
     # -- the front end's own session ----------------------------------------------------------
 
@@ -616,7 +560,7 @@ class EtcdFrontEnd:
         """This member's client URLs, as an ephemeral of the front end's session: MemberList
         on any member shows where each live member serves etcd."""
         path = f"{self.members_root}/{self.settings.member_id:x}"
-        ops = self._parents([path])
+        ops = self.parent_creates([path])
         if path in self.replica.tree.nodes:
             ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
         ops.append(MultiOp(_CREATE, r.CreateRequest(path, "\n".join(self.settings.client_urls).encode(),
@@ -707,10 +651,10 @@ class EtcdFrontEnd:
         if not self.auth().enabled:
             return None, None
         if not token:
-            return None, _err(*auth_rules.USER_EMPTY)
+            return None, err(*auth_rules.USER_EMPTY)
         user = self.tokens.user_of(token, self.now_ms)
         if user is None or user not in self.auth().users:
-            return None, _err(*auth_rules.INVALID_TOKEN)
+            return None, err(*auth_rules.INVALID_TOKEN)
         return user, None
 
     def permitted(self, user: str | None, key: bytes, range_end: bytes, write: bool) -> bool:
@@ -741,11 +685,11 @@ class EtcdFrontEnd:
     def authenticate(self, request: rpc_pb2.AuthenticateRequest):
         state = self.auth()
         if not state.enabled:
-            return _err(*auth_rules.AUTH_NOT_ENABLED)
+            return err(*auth_rules.AUTH_NOT_ENABLED)
         user = state.users.get(request.name)
         if user is None or user.no_password or \
                 not auth_rules.password_matches(user.password, request.password):
-            return _err(*auth_rules.AUTH_FAILED)
+            return err(*auth_rules.AUTH_FAILED)
         return rpc_pb2.AuthenticateResponse(header=self.header(),
                                             token=self.tokens.issue(request.name, self.now_ms))
 
@@ -762,11 +706,11 @@ class EtcdFrontEnd:
         if op == "UserGet":
             user = state.users.get(request.name)
             if user is None:
-                return _err(*auth_rules.USER_NOT_FOUND)
+                return err(*auth_rules.USER_NOT_FOUND)
             return rpc_pb2.AuthUserGetResponse(header=self.header(), roles=sorted(user.roles))
         role = state.roles.get(request.role)
         if role is None:
-            return _err(*auth_rules.ROLE_NOT_FOUND)
+            return err(*auth_rules.ROLE_NOT_FOUND)
         return rpc_pb2.AuthRoleGetResponse(header=self.header(), perm=[
             auth_pb2.Permission(permType=p.type, key=p.key, range_end=p.range_end) for p in role])
 
@@ -793,7 +737,7 @@ class EtcdFrontEnd:
         if err in _STALE and pending.attempts < MAX_PLAN_ATTEMPTS:
             self._submit_auth(pending)
             return
-        self._complete(pending.token, _err(UNAVAILABLE, f"zkpy: auth change refused ({err})"))
+        self._complete(pending.token, err(UNAVAILABLE, f"zkpy: auth change refused ({err})"))
 
     def _plan_auth(self, op: str, request):
         state = self.auth()
@@ -897,7 +841,7 @@ class EtcdFrontEnd:
 
     def _finish(self, pending: _Pending, hdr: r.TxnHeader, result: TxnResult,
                 before: int) -> None:
-        err = _error_of(result)
+        err = txn_error(result)
         kind = pending.kind
         if kind == "session":
             if err:
@@ -923,16 +867,16 @@ class EtcdFrontEnd:
             return
         if kind == "grant":
             if err:
-                self._complete(pending.token, _err(*LEASE_EXISTS))
+                self._complete(pending.token, err(*LEASE_EXISTS))
                 return
             self._submit_marker(pending)
             return
         if kind == "grant-marker":
             if err:
-                self._complete(pending.token, _err(*LEASE_NOT_FOUND))
+                self._complete(pending.token, err(*LEASE_NOT_FOUND))
                 return
             self._complete(pending.token, rpc_pb2.LeaseGrantResponse(
-                header=self.header(hdr.zxid), ID=_signed(pending.lease_id), TTL=pending.ttl_s))
+                header=self.header(hdr.zxid), ID=signed(pending.lease_id), TTL=pending.ttl_s))
             return
         if kind == "revoke":
             self._complete(pending.token, rpc_pb2.LeaseRevokeResponse(header=self.header(hdr.zxid)))
@@ -944,12 +888,12 @@ class EtcdFrontEnd:
             self._complete(pending.token, rpc_pb2.CompactionResponse(header=self.header(hdr.zxid)))
             return
         self._complete(pending.token,
-                       _unwrap(self._txn_response(pending.plan, hdr.zxid, before), kind))
+                       unwrap(self._txn_response(pending.plan, hdr.zxid, before), kind))
 
     def _retry(self, pending: _Pending, err: int) -> None:
         if err == int(Err.SESSIONEXPIRED) and pending.plan is not None \
                 and pending.plan.session_id != self.session_id:
-            self._complete(pending.token, _err(*LEASE_NOT_FOUND))
+            self._complete(pending.token, err(*LEASE_NOT_FOUND))
             return
         if err == int(Err.SESSIONEXPIRED):
             self.waiting_for_session.append(pending)
@@ -958,7 +902,7 @@ class EtcdFrontEnd:
         if err not in _STALE or pending.attempts >= MAX_PLAN_ATTEMPTS:
             log.warning("etcd write refused", err=err, attempts=pending.attempts,
                         session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
-            self._complete(pending.token, _err(UNAVAILABLE, f"zkpy: write refused ({err})"))
+            self._complete(pending.token, err(UNAVAILABLE, f"zkpy: write refused ({err})"))
             return
         if pending.kind == "compact":
             self._submit_compact(pending)
@@ -975,9 +919,9 @@ class EtcdFrontEnd:
         if pending.kind == "barrier":
             released, self.barrier_in_flight = self.barrier_in_flight or [], None
             for waiting in released:
-                self._complete(waiting.token, _err(*NO_LEADER))
+                self._complete(waiting.token, err(*NO_LEADER))
             return
-        self._complete(pending.token, _err(*NO_LEADER))
+        self._complete(pending.token, err(*NO_LEADER))
 
     def session_closed(self, session_id: int) -> None:
         pass
@@ -987,7 +931,7 @@ class EtcdFrontEnd:
         retries), as etcd fails requests across a leader change."""
         for pending in list(self.pending.values()) + self.waiting_for_session \
                 + self.barrier_waiting + (self.barrier_in_flight or []):
-            self._complete(pending.token, _err(*LEADER_CHANGED))
+            self._complete(pending.token, err(*LEADER_CHANGED))
         self.pending.clear()
         self.waiting_for_session = []
         self.barrier_waiting = []
@@ -1066,7 +1010,7 @@ class EtcdFrontEnd:
             cache_key = (id(event), with_prev)
             pb = encoded.get(cache_key) if encoded is not None else None
             if pb is None:
-                pb = _pb_event(event, with_prev)
+                pb = pb_event(event, with_prev)
                 if encoded is not None:
                     encoded[cache_key] = pb
             response.events.append(pb)
@@ -1103,278 +1047,3 @@ class EtcdFrontEnd:
                     header=self.header(), watch_id=watcher.watch_id)))
 
 
-class _MultiBuilder:
-    """Plans one TxnRequest on the front end's view: the branch etcd's compares take, and
-    the multi that writes it with a version check on everything the plan relied on."""
-
-    def __init__(self, frontend: EtcdFrontEnd) -> None:
-        self.frontend = frontend
-        self.index = frontend.index
-        self.kv_root = frontend.kv_root
-        self.ops: list = []
-        self.checks: dict[str, int] = {}  # path -> the znode version the plan saw
-        self.absent: set[str] = set()  # paths the plan saw missing and must still be
-        self.written: set[bytes] = set()
-        self.session_id = 0  # the lease session the multi must run in, if any
-        self.changed: dict[bytes, KeyValue | None] = {}  # this txn's writes so far
-
-    def path(self, key: bytes) -> str:
-        return self.kv_root + "/" + znode_name(key)
-
-    def current(self, key: bytes) -> KeyValue | None:
-        if key in self.changed:
-            return self.changed[key]
-        return self.index.latest(key)
-
-    def relied_on(self, key: bytes, kv: KeyValue | None) -> None:
-        path = self.path(key)
-        if kv is None:
-            self.absent.add(path)
-        else:
-            self.checks.setdefault(path, kv.version - 1)
-
-    def txn(self, request: rpc_pb2.TxnRequest):
-        succeeded = all(self.compare(c) for c in request.compare)
-        branch = []
-        for op in (request.success if succeeded else request.failure):
-            branch.append((op, self.op(op)))
-        return succeeded, branch
-
-    def compare(self, compare: rpc_pb2.Compare) -> bool:
-        if compare.range_end:
-            keys = list(self.index.keys_in(compare.key, compare.range_end))
-            kvs = [(k, self.current(k)) for k in keys]
-            for key, kv in kvs:
-                self.relied_on(key, kv)
-            return all(_compare_holds(compare, kv) for _k, kv in kvs if kv is not None) \
-                if any(kv is not None for _k, kv in kvs) else _compare_holds(compare, None)
-        kv = self.current(compare.key)
-        self.relied_on(compare.key, kv)
-        return _compare_holds(compare, kv)
-
-    def op(self, op: rpc_pb2.RequestOp):
-        which = op.WhichOneof("request")
-        if which == "request_put":
-            self.put(op.request_put)
-        elif which == "request_delete_range":
-            self.delete(op.request_delete_range)
-        elif which == "request_txn":
-            succeeded, branch = self.txn(op.request_txn)
-            return _Plan([], 0, succeeded, branch)
-        return None
-
-    def put(self, put: rpc_pb2.PutRequest) -> None:
-        key = put.key
-        current = self.current(key)
-        value, lease = put.value, put.lease
-        if put.ignore_value or put.ignore_lease:
-            if current is None:
-                raise _err(*KEY_NOT_FOUND)
-            if put.ignore_value:
-                value = current.value
-            if put.ignore_lease:
-                lease = current.lease
-        if lease:
-            if not self.frontend.is_lease(lease):
-                raise _err(*LEASE_NOT_FOUND)
-            if self.session_id and self.session_id != lease:
-                raise _err(*MIXED_LEASES)
-            self.session_id = lease
-        path = self.path(key)
-        self.relied_on(key, current)
-        flags = _EPHEMERAL if lease else _PERSISTENT
-        if current is None:
-            self.ops.append(MultiOp(_CREATE, r.CreateRequest(path, value, OPEN_ACL, flags)))
-            self.absent.discard(path)  # the create itself fails if the key appeared
-        elif current.lease == lease:
-            self.ops.append(MultiOp(_SET_DATA, r.SetDataRequest(path, value, current.version - 1)))
-            self.checks.pop(path, None)  # the versioned setData checks it
-        else:  # a lease moves only with a new znode (the owner is fixed at creation)
-            self.ops.append(MultiOp(_DELETE, r.DeleteRequest(path, current.version - 1)))
-            self.ops.append(MultiOp(_CREATE, r.CreateRequest(path, value, OPEN_ACL, flags)))
-            self.checks.pop(path, None)
-        self.changed[key] = KeyValue(key, 0, 0, (current.version + 1) if current else 1,
-                                     value, lease)
-
-    def delete(self, delete: rpc_pb2.DeleteRangeRequest) -> None:
-        keys = list(self.index.keys_in(delete.key, delete.range_end))
-        keys.extend(k for k in self.changed if k not in self.index.versions
-                    and _in(k, delete))
-        for key in keys:
-            current = self.current(key)
-            if current is None:
-                continue
-            path = self.path(key)
-            if key in self.changed:
-                self.ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
-            else:
-                self.ops.append(MultiOp(_DELETE, r.DeleteRequest(path, current.version - 1)))
-                self.checks.pop(path, None)
-            self.changed[key] = None
-
-    def finish(self) -> list:
-        """The multi: missing parents, checks for what was read, then the writes."""
-        if not self.ops:
-            return []
-        frontend = self.frontend
-        ops = frontend._parents([self.kv_root + "/x"])
-        for path, version in sorted(self.checks.items()):
-            ops.append(MultiOp(_CHECK, r.CheckVersionRequest(path, version)))
-        for path in sorted(self.absent):
-            # ZooKeeper has no "is absent" check: a create and delete of the same znode in
-            # the multi fails if it exists, and leaves nothing behind if it does not.
-            ops.append(MultiOp(_CREATE, r.CreateRequest(path, b"", OPEN_ACL, _PERSISTENT)))
-            ops.append(MultiOp(_DELETE, r.DeleteRequest(path, -1)))
-        ops.extend(self.ops)
-        return ops
-
-
-def _unwrap(response: rpc_pb2.TxnResponse, kind: str):
-    """A Put or DeleteRange ran as a one-op txn: its own response, with the full header."""
-    if kind == "put":
-        inner = response.responses[0].response_put
-    elif kind == "delete":
-        inner = response.responses[0].response_delete_range
-    else:
-        return response
-    inner.header.CopyFrom(response.header)
-    return inner
-
-
-def _in(key: bytes, delete: rpc_pb2.DeleteRangeRequest) -> bool:
-    return in_range(key, delete.key, delete.range_end)
-
-
-def _check_txn(request: rpc_pb2.TxnRequest, max_ops: int) -> None:
-    """etcd's checks before a txn runs: size, empty keys, duplicate written keys per
-    branch."""
-    if len(request.compare) > max_ops or len(request.success) > max_ops \
-            or len(request.failure) > max_ops:
-        raise _err(*TOO_MANY_OPS)
-    for compare in request.compare:
-        if not compare.key:
-            raise _err(*EMPTY_KEY)
-    for branch in (request.success, request.failure):
-        puts: set[bytes] = set()
-        deletes = []
-        for op in branch:
-            which = op.WhichOneof("request")
-            if which == "request_put":
-                if not op.request_put.key:
-                    raise _err(*EMPTY_KEY)
-                if op.request_put.key in puts:
-                    raise _err(*DUPLICATE_KEY)
-                puts.add(op.request_put.key)
-            elif which == "request_delete_range":
-                if not op.request_delete_range.key:
-                    raise _err(*EMPTY_KEY)
-                deletes.append(op.request_delete_range)
-            elif which == "request_range":
-                if not op.request_range.key:
-                    raise _err(*EMPTY_KEY)
-            elif which == "request_txn":
-                _check_txn(op.request_txn, max_ops)
-        for delete in deletes:
-            if any(_in(key, delete) for key in puts):
-                raise _err(*DUPLICATE_KEY)
-
-
-def _compare_holds(compare: rpc_pb2.Compare, kv: KeyValue | None) -> bool:
-    target = compare.target
-    C = rpc_pb2.Compare
-    if target == C.VALUE:
-        if kv is None:
-            return False  # etcd: a value compare on a missing key is false
-        ours, theirs = kv.value, compare.value
-    elif target == C.VERSION:
-        ours, theirs = (kv.version if kv else 0), compare.version
-    elif target == C.CREATE:
-        ours, theirs = (kv.create_revision if kv else 0), compare.create_revision
-    elif target == C.MOD:
-        ours, theirs = (kv.mod_revision if kv else 0), compare.mod_revision
-    else:
-        ours, theirs = (kv.lease if kv else 0), compare.lease
-    result = compare.result
-    if result == C.EQUAL:
-        return ours == theirs
-    if result == C.NOT_EQUAL:
-        return ours != theirs
-    if result == C.GREATER:
-        return ours > theirs
-    return ours < theirs
-
-
-def _passes_filters(kv: KeyValue, request: rpc_pb2.RangeRequest) -> bool:
-    if request.min_mod_revision and kv.mod_revision < request.min_mod_revision:
-        return False
-    if request.max_mod_revision and kv.mod_revision > request.max_mod_revision:
-        return False
-    if request.min_create_revision and kv.create_revision < request.min_create_revision:
-        return False
-    if request.max_create_revision and kv.create_revision > request.max_create_revision:
-        return False
-    return True
-
-
-_SORT_KEYS = {
-    rpc_pb2.RangeRequest.KEY: lambda kv: kv.key,
-    rpc_pb2.RangeRequest.VERSION: lambda kv: kv.version,
-    rpc_pb2.RangeRequest.CREATE: lambda kv: kv.create_revision,
-    rpc_pb2.RangeRequest.MOD: lambda kv: kv.mod_revision,
-    rpc_pb2.RangeRequest.VALUE: lambda kv: kv.value,
-}
-
-
-def _sorted(kvs: list[KeyValue], order: int, target: int) -> list[KeyValue]:
-    """etcd's sort: by key ascending unless asked; a target without an order ascends."""
-    R = rpc_pb2.RangeRequest
-    if order == R.NONE and target != R.KEY:
-        order = R.ASCEND
-    if order == R.NONE or (order == R.ASCEND and target == R.KEY):
-        return kvs  # the index's own order
-    return sorted(kvs, key=_SORT_KEYS[target], reverse=order == R.DESCEND)
-
-
-def _at_revision(request: rpc_pb2.RangeRequest, revision: int) -> rpc_pb2.RangeRequest:
-    if request.revision:
-        return request
-    copy = rpc_pb2.RangeRequest()
-    copy.CopyFrom(request)
-    copy.revision = revision
-    return copy
-
-
-def _writes(op: rpc_pb2.RequestOp) -> bool:
-    which = op.WhichOneof("request")
-    return which in ("request_put", "request_delete_range", "request_txn")
-
-
-def _pb_event(event: Event, with_prev: bool) -> kv_pb2.Event:
-    if event.kv is None:
-        pb = kv_pb2.Event(type=kv_pb2.Event.DELETE,
-                          kv=kv_pb2.KeyValue(key=event.key, mod_revision=event.revision))
-    else:
-        pb = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=_pb_kv(event.kv))
-    if with_prev and event.prev is not None:
-        pb.prev_kv.CopyFrom(_pb_kv(event.prev))
-    return pb
-
-
-def _pb_kv(kv: KeyValue, keys_only: bool = False) -> kv_pb2.KeyValue:
-    return kv_pb2.KeyValue(key=kv.key, create_revision=kv.create_revision,
-                           mod_revision=kv.mod_revision, version=kv.version,
-                           value=b"" if keys_only else kv.value, lease=_signed(kv.lease))
-
-
-def _signed(value: int) -> int:
-    value &= 0xFFFFFFFFFFFFFFFF
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _error_of(result: TxnResult) -> int:
-    if result.err:
-        return result.err
-    for sub in result.sub_results:
-        if sub.err and sub.err != int(Err.RUNTIMEINCONSISTENCY):
-            return sub.err
-    return 0

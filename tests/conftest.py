@@ -4,8 +4,9 @@ The watchdogs exist because CI shows only the tail of the output: a run that han
 stuck where pytest-timeout's alarm cannot reach it, or an interpreter that cannot exit after
 the last test, with some client still reconnecting to a stopped server) must end with the stack
 of every thread printed, not with CI's own kill and no clue. ``ZKPY_TEST_BUDGET_S`` bounds the
-whole session (default 70 minutes, inside CI's 90 with the install and the failover rounds); after the last report the process gets
-``EXIT_GRACE_S`` to exit before the stacks are dumped and it leaves with the session's status.
+whole session (default 70 minutes: CI's 90 also hold the install and the failover rounds);
+after the last report the process gets ``EXIT_GRACE_S`` to exit before the stacks are dumped
+and it leaves with the session's status.
 """
 
 from __future__ import annotations

@@ -110,6 +110,7 @@ class ServerConfig(NamedTuple):
     etcd_secure_client_port: int | None = None
     etcd_root: str = "/etcd"
     etcd_progress_notify_interval_ms: int = 600_000
+    etcd_max_history_versions: int = 1_000_000
 
     @property
     def prometheus_enabled(self) -> bool:
@@ -157,7 +158,7 @@ _ZKPY_KEYS = frozenset(("jute.maxbuffer", "readonlymode.enabled",
                         "znode.container.checkIntervalMs", "superDigest",
                         "zkpy.maxWatchesPerSession", "etcd.clientPort",
                         "etcd.clientPortAddress", "etcd.secureClientPort", "etcd.rootZnode",
-                        "etcd.watchProgressNotifyIntervalMs"))
+                        "etcd.watchProgressNotifyIntervalMs", "etcd.maxHistoryVersions"))
 
 _PROPERTY_KEYS = {
     "zookeeper.extendedTypesEnabled": "extendedTypesEnabled",
@@ -351,6 +352,7 @@ _HANDLERS = {
     "etcd.rootZnode": lambda k, v: ("etcd_root", _root_znode(k, v)),
     "etcd.watchProgressNotifyIntervalMs": lambda k, v: ("etcd_progress_notify_interval_ms",
                                                          _int(k, v, 100)),
+    "etcd.maxHistoryVersions": lambda k, v: ("etcd_max_history_versions", _int(k, v, 2)),
 }
 
 

@@ -220,3 +220,16 @@ def test_key_escaping_round_trips_and_keeps_names_valid(seed):
     except AssertionError:
         print(f"seed {seed}")
         raise
+
+
+def test_history_is_bounded_per_member():
+    h = Harness()
+    h.etcd.settings = h.etcd.settings._replace(max_history_versions=40)
+    revisions = [h.put(b"/k%d" % (i % 3), b"%d" % i).header.revision for i in range(60)]
+    index = h.etcd.index
+    assert index.version_count <= 40 and index.compact_revision > revisions[0]
+    with pytest.raises(EtcdError, match="compacted"):
+        raise h.get(b"/k0", revision=revisions[0])
+    # The latest state of every key is kept, whatever the bound.
+    assert [kv.value for kv in h.get(b"/k", range_end=b"/l").kvs] == [b"57", b"58", b"59"]
+    assert h.get(b"/k1", revision=revisions[-2]).kvs[0].value == b"58"

@@ -188,7 +188,8 @@ class Server:
                 member_id=etcd_member_id(server_id), client_urls=tuple(self.etcd_client_urls()),
                 max_request_bytes=min(1536 * 1024, config.max_buffer_bytes - 4096),
                 progress_notify_interval_ms=config.etcd_progress_notify_interval_ms,
-                auth_secret=settings.session_secret))
+                auth_secret=settings.session_secret,
+                max_history_versions=config.etcd_max_history_versions))
         self.started_ms = start_ms
         self.connections: dict[int, ClientHandler] = {}
         self._ids = itertools.count(1)

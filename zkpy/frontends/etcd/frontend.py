@@ -94,6 +94,9 @@ class EtcdSettings(NamedTuple):
     # The secret behind the ZooKeeper id whose ACL guards the auth znodes (users, roles):
     # only the front end's requests carry that id.
     auth_secret: bytes = b"zkpy"
+    # The most key versions a member keeps in memory: past it, the member compacts its own
+    # history down to half (as etcd's auto-compaction bounds its database), logged.
+    max_history_versions: int = 1_000_000
 
 
 class _Pending:
@@ -910,7 +913,11 @@ class EtcdFrontEnd:
             self._plan_and_submit(pending)
 
     def batch_applied(self, now_ms: int) -> None:
-        pass
+        compacted = self.index.bound(self.settings.max_history_versions)
+        if compacted is not None:
+            log.info("etcd history over its bound; compacted on this member",
+                     revision=compacted, versions=self.index.version_count,
+                     bound=self.settings.max_history_versions)
 
     def not_passed_on(self, request: Request, now_ms: int) -> None:
         pending = self.pending.pop((request.session_id, request.xid), None)

@@ -51,6 +51,7 @@ class MvccIndex:
         self.revision = revision  # the last revision seen (a change's, or the load's)
         self.compact_revision = revision
         self.live_count = 0
+        self.version_count = 0  # versions held, the latest of each key included
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -74,10 +75,12 @@ class MvccIndex:
         if versions is None:
             self.versions[key] = [(revision, kv)]
             self.keys.add(key)
+            self.version_count += 1
         elif versions[-1][0] == revision:
             versions[-1] = (revision, kv)  # the same txn changed it twice: its last state
         else:
             versions.append((revision, kv))
+            self.version_count += 1
         if revision > self.revision:
             self.revision = revision
 
@@ -148,11 +151,27 @@ class MvccIndex:
             if i == 0:
                 continue
             keep = versions[i - 1:] if versions[i - 1][1] is not None else versions[i:]
+            self.version_count -= len(versions) - len(keep)
             if keep:
                 self.versions[key] = keep
             else:
                 del self.versions[key]
                 self.keys.remove(key)
+
+    def bound(self, max_versions: int) -> int | None:
+        """Compact this member's history (not the ensemble's) so that it holds at most half of
+        ``max_versions`` once it holds more: the oldest superseded versions go first. Returns
+        the new compaction revision, or None if nothing had to go."""
+        if self.version_count <= max_versions:
+            return None
+        superseded = sorted(revision for versions in self.versions.values()
+                            for revision, _ in versions[:-1])
+        excess = self.version_count - max_versions // 2
+        if not superseded:
+            return None
+        revision = superseded[min(excess, len(superseded)) - 1]
+        self.compact(revision)
+        return revision
 
 
 def _revision_of(entry) -> int:

@@ -225,7 +225,11 @@ class ReplicaCore:
             if hdr.type in _SESSION_TXNS or not hdr.client_id:
                 self._track_sessions(hdr, txn, now_ms)
             for frontend in frontends:
-                frontend.applied(hdr, txn, result, now_ms)
+                try:
+                    frontend.applied(hdr, txn, result, now_ms)
+                except Exception:  # noqa: BLE001 - one front end's bug must not stop the replica
+                    log.exception("front end failed on an applied txn", frontend=frontend.tag,
+                                  zxid=hex(hdr.zxid), session=_hex(hdr.client_id))
         for frontend in frontends:
             frontend.batch_applied(now_ms)
 

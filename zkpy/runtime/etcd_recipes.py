@@ -23,6 +23,7 @@ _C = rpc_pb2.Compare
 _R = rpc_pb2.RangeRequest
 NOT_LEADER = "election: not leader"
 NO_LEADER = "election: no leader"
+SESSION_EXPIRED = "session: session is expired"
 
 
 class Recipes:
@@ -100,6 +101,11 @@ class Recipes:
         except EtcdError as error:
             await _abort(context, error)
         header = await self._wait_turn_or_leave(request.name, revision, key)
+        # As etcd's Mutex: the lease may have run out while we waited, and with it our key;
+        # then nothing is held, whatever the queue says.
+        mine = await self._call(self.frontend.range, _R(key=key))
+        if not mine.kvs or mine.kvs[0].create_revision != revision:
+            await context.abort(grpc.StatusCode.UNKNOWN, SESSION_EXPIRED)
         return v3lock_pb2.LockResponse(header=header, key=key)
 
     async def unlock(self, request: v3lock_pb2.UnlockRequest, context):

@@ -736,11 +736,11 @@ class EtcdFrontEnd:
         pending.attempts += 1
         self._submit(pending, self.session_id, _MULTI, ops)
 
-    def _retry_auth(self, pending: _Pending, err: int) -> None:
-        if err in _STALE and pending.attempts < MAX_PLAN_ATTEMPTS:
+    def _retry_auth(self, pending: _Pending, code: int) -> None:
+        if code in _STALE and pending.attempts < MAX_PLAN_ATTEMPTS:
             self._submit_auth(pending)
             return
-        self._complete(pending.token, err(UNAVAILABLE, f"zkpy: auth change refused ({err})"))
+        self._complete(pending.token, err(UNAVAILABLE, f"zkpy: auth change refused ({code})"))
 
     def _plan_auth(self, op: str, request):
         state = self.auth()
@@ -844,18 +844,18 @@ class EtcdFrontEnd:
 
     def _finish(self, pending: _Pending, hdr: r.TxnHeader, result: TxnResult,
                 before: int) -> None:
-        err = txn_error(result)
+        code = txn_error(result)
         kind = pending.kind
         if kind == "session":
-            if err:
-                log.warning("the etcd front end's session was refused", err=err)
+            if code:
+                log.warning("the etcd front end's session was refused", code=code)
                 self.session_id = 0
                 return
             self._session_created()
             return
         if kind == "auth":
-            if err:
-                self._retry_auth(pending, err)
+            if code:
+                self._retry_auth(pending, code)
                 return
             response = pending.plan
             response.header.CopyFrom(self.header())
@@ -865,17 +865,20 @@ class EtcdFrontEnd:
             self._complete(pending.token, response)
             return
         if kind == "member":
-            if err:
-                log.info("could not publish this member's etcd URLs", err=err)
+            if code:
+                log.info("could not publish this member's etcd URLs", code=code)
             return
         if kind == "grant":
-            if err:
+            if code:
                 self._complete(pending.token, err(*LEASE_EXISTS))
                 return
             self._submit_marker(pending)
             return
         if kind == "grant-marker":
-            if err:
+            if code in _STALE and pending.attempts < MAX_PLAN_ATTEMPTS:
+                self._submit_marker(pending)  # another grant created <root>/leases first
+                return
+            if code:
                 self._complete(pending.token, err(*LEASE_NOT_FOUND))
                 return
             self._complete(pending.token, rpc_pb2.LeaseGrantResponse(
@@ -884,8 +887,8 @@ class EtcdFrontEnd:
         if kind == "revoke":
             self._complete(pending.token, rpc_pb2.LeaseRevokeResponse(header=self.header(hdr.zxid)))
             return
-        if err:
-            self._retry(pending, err)
+        if code:
+            self._retry(pending, code)
             return
         if kind == "compact":
             self._complete(pending.token, rpc_pb2.CompactionResponse(header=self.header(hdr.zxid)))
@@ -893,19 +896,19 @@ class EtcdFrontEnd:
         self._complete(pending.token,
                        unwrap(self._txn_response(pending.plan, hdr.zxid, before), kind))
 
-    def _retry(self, pending: _Pending, err: int) -> None:
-        if err == int(Err.SESSIONEXPIRED) and pending.plan is not None \
+    def _retry(self, pending: _Pending, code: int) -> None:
+        if code == int(Err.SESSIONEXPIRED) and pending.plan is not None \
                 and pending.plan.session_id != self.session_id:
             self._complete(pending.token, err(*LEASE_NOT_FOUND))
             return
-        if err == int(Err.SESSIONEXPIRED):
+        if code == int(Err.SESSIONEXPIRED):
             self.waiting_for_session.append(pending)
             self._session_lost()
             return
-        if err not in _STALE or pending.attempts >= MAX_PLAN_ATTEMPTS:
-            log.warning("etcd write refused", err=err, attempts=pending.attempts,
+        if code not in _STALE or pending.attempts >= MAX_PLAN_ATTEMPTS:
+            log.warning("etcd write refused", code=code, attempts=pending.attempts,
                         session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
-            self._complete(pending.token, err(UNAVAILABLE, f"zkpy: write refused ({err})"))
+            self._complete(pending.token, err(UNAVAILABLE, f"zkpy: write refused ({code})"))
             return
         if pending.kind == "compact":
             self._submit_compact(pending)

@@ -30,6 +30,7 @@ range once, in revision order, history before live events.
 
 from __future__ import annotations
 
+import zlib
 from typing import NamedTuple
 
 import structlog
@@ -185,7 +186,6 @@ class EtcdFrontEnd:
     def hash_kv(self, revision: int) -> int:
         """A CRC-32 of the keyspace as of ``revision`` (0: now), the same on every member
         that has applied as far."""
-        import zlib
         crc = 0
         for kv in self.index.range(b"\x00", b"\x00", revision):
             crc = zlib.crc32(kv.key, crc)
@@ -293,21 +293,33 @@ class EtcdFrontEnd:
         except EtcdError as error:
             self._complete(token, error)
             return
-        pending = _Pending(token, kind, request)
-        if not self._writes_possible(pending):
-            return
-        self._plan_and_submit(pending)
+        self._start_write(_Pending(token, kind, request))
 
-    def _writes_possible(self, pending: _Pending) -> bool:
-        role = self.replica.role
-        if role not in (LEADER, FOLLOWER, STANDALONE):
+    def _start_write(self, pending: _Pending) -> None:
+        """Submit a write now, or once the front end's session is open; refuse it with no
+        leader to take it."""
+        if self.replica.role not in (LEADER, FOLLOWER, STANDALONE):
             self._complete(pending.token, err(*NO_LEADER))
-            return False
-        if not self._session_ready:
+        elif not self._session_ready:
             self.waiting_for_session.append(pending)
             self._open_session()
-            return False
-        return True
+        else:
+            self._dispatch(pending)
+
+    def _dispatch(self, pending: _Pending) -> None:
+        """(Re)submit a write by its kind: a first try, after the session opened, or after
+        a refusal of a stale plan."""
+        kind = pending.kind
+        if kind == "compact":
+            self._submit_compact(pending)
+        elif kind == "grant":
+            self._submit_grant(pending)
+        elif kind == "revoke":
+            self._submit_revoke(pending)
+        elif kind == "auth":
+            self._submit_auth(pending)
+        else:
+            self._plan_and_submit(pending)
 
     def _plan_and_submit(self, pending: _Pending) -> None:
         try:
@@ -321,7 +333,9 @@ class EtcdFrontEnd:
             if self.replica.role == FOLLOWER:
                 self._after_barrier(_Pending(pending.token, pending.kind, pending.request))
             else:
-                self._complete(pending.token, self._txn_read_only(pending.request, pending.kind))
+                revision = self.index.revision
+                self._complete(pending.token,
+                               unwrap(self._txn_response(plan, revision, revision), pending.kind))
             return
         pending.plan = plan
         pending.attempts += 1
@@ -408,9 +422,7 @@ class EtcdFrontEnd:
         if revision <= self.index.compact_revision:
             self._complete(token, err(*COMPACTED))
             return
-        pending = _Pending(token, "compact", request)
-        if self._writes_possible(pending):
-            self._submit_compact(pending)
+        self._start_write(_Pending(token, "compact", request))
 
     def _submit_compact(self, pending: _Pending) -> None:
         data = str(pending.request.revision).encode()
@@ -453,13 +465,11 @@ class EtcdFrontEnd:
         if lease_id < 0:
             self._complete(token, err(INVALID_ARGUMENT, "etcdserver: invalid lease ID"))
             return
-        pending = _Pending(token, "grant", request, ttl_s=ttl_s)
-        if not self._writes_possible(pending):
-            return
-        self._submit_grant(pending, lease_id)
+        self._start_write(_Pending(token, "grant", request, ttl_s=ttl_s))
 
-    def _submit_grant(self, pending: _Pending, lease_id: int) -> None:
+    def _submit_grant(self, pending: _Pending) -> None:
         sessions = self.replica.sessions
+        lease_id = pending.request.ID
         if not lease_id:
             lease_id = sessions.next_session_id()
         pending.lease_id = lease_id
@@ -487,10 +497,11 @@ class EtcdFrontEnd:
         if not self.is_lease(request.ID):
             self._complete(token, err(*LEASE_NOT_FOUND))
             return
-        pending = _Pending(token, "revoke", request, lease_id=request.ID)
-        if self._writes_possible(pending):
-            self.replica.sessions.set_closing(request.ID)
-            self._submit(pending, request.ID, _CLOSE_SESSION, None)
+        self._start_write(_Pending(token, "revoke", request, lease_id=request.ID))
+
+    def _submit_revoke(self, pending: _Pending) -> None:
+        self.replica.sessions.set_closing(pending.lease_id)
+        self._submit(pending, pending.lease_id, _CLOSE_SESSION, None)
 
     def lease_keep_alive(self, lease_id: int, now_ms: int) -> rpc_pb2.LeaseKeepAliveResponse:
         """A keep-alive is answered at once: the session's deadline moves here (and, on a
@@ -579,16 +590,7 @@ class EtcdFrontEnd:
         self._publish_member()
         waiting, self.waiting_for_session = self.waiting_for_session, []
         for pending in waiting:
-            if pending.kind == "compact":
-                self._submit_compact(pending)
-            elif pending.kind == "grant":
-                self._submit_grant(pending, pending.request.ID)
-            elif pending.kind == "revoke":
-                self._submit(pending, pending.lease_id, _CLOSE_SESSION, None)
-            elif pending.kind == "auth":
-                self._submit_auth(pending)
-            else:
-                self._plan_and_submit(pending)
+            self._dispatch(pending)
         if self.barrier_waiting and self.barrier_in_flight is None:
             self._send_barrier()
 
@@ -721,9 +723,7 @@ class EtcdFrontEnd:
         """An auth RPC that changes users, roles or the enabled flag: one multi, guarded by
         the version of ``<root>/auth`` (so concurrent changes are applied one after the
         other, each planned on the state the one before left)."""
-        pending = _Pending(token, "auth", (op, request))
-        if self._writes_possible(pending):
-            self._submit_auth(pending)
+        self._start_write(_Pending(token, "auth", (op, request)))
 
     def _submit_auth(self, pending: _Pending) -> None:
         op, request = pending.request
@@ -910,10 +910,7 @@ class EtcdFrontEnd:
                         session=hex(self.session_id & 0xFFFFFFFFFFFFFFFF))
             self._complete(pending.token, err(UNAVAILABLE, f"zkpy: write refused ({code})"))
             return
-        if pending.kind == "compact":
-            self._submit_compact(pending)
-        else:
-            self._plan_and_submit(pending)
+        self._dispatch(pending)
 
     def batch_applied(self, now_ms: int) -> None:
         compacted = self.index.bound(self.settings.max_history_versions)
